@@ -1,0 +1,190 @@
+"""The one module that wires fazt together.
+
+    Supervisor
+    ├── storage   open the encrypted database, migrate, start the writer and readers
+    └── web       first-start bootstrap, then hypercorn serving the root ASGI app
+
+Services start in that order, each ready before the next, and stop in reverse: on SIGINT or
+SIGTERM the web service stops accepting and drains in-flight requests (bounded by
+``shutdown_grace_s``), then storage checkpoints and closes the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from fazt.auth import TokenStore
+from fazt.config import Config
+from fazt.hosting import ArchiveContents, ArchiveFile, ArchiveLimits, Hosting, collect_files
+from fazt.http import AdminContext, RootApp, create_admin_app
+from fazt.nursery import RestartPolicy, Supervisor
+from fazt.storage import Database, StorageSettings, resolve_key
+
+log = logging.getLogger("fazt")
+
+EXAMPLE_APP = "hello"
+EXAMPLE_DIR = Path(__file__).parent / "examples" / "hello"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Started:
+    """What `fazt run` prints once the server is ready."""
+
+    binds: list[str]
+    admin_token: str | None       # set only when a new token was just created
+    example_deployed: bool
+    fresh_database: bool
+
+
+class StorageService:
+    name = "storage"
+    restart = RestartPolicy(mode="fatal")
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self.db: Database | None = None
+        self.fresh = False
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        config = self._config
+        self.fresh = not config.db_path.exists()
+        settings = StorageSettings(
+            path=config.db_path,
+            key=resolve_key(data_dir=config.data_dir, env_key_hex=config.db_key,
+                            db_path=config.db_path),
+            readers=config.storage_readers,
+            busy_timeout_ms=config.storage_busy_timeout_ms,
+            batch_max=config.storage_batch_max,
+        )
+        db = await trio.to_thread.run_sync(Database.open, settings)
+        self.db = db
+        try:
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(db.close)
+            log.info("database closed")
+
+
+class WebService:
+    name = "web"
+    restart = RestartPolicy(mode="fatal")
+
+    def __init__(self, config: Config, storage: StorageService) -> None:
+        self._config = config
+        self._storage = storage
+        self._stop = trio.Event()
+        self._stopped = trio.Event()
+        self.started: Started | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        config = self._config
+        db = self._storage.db
+        assert db is not None, "storage must start first"
+        hosting = Hosting(db, limits=archive_limits(config), history=config.deploy_history,
+                          cache_bytes=config.static_cache_bytes,
+                          op_timeout_s=config.storage_op_timeout_s,
+                          deploy_timeout_s=config.deploy_timeout_s)
+        tokens = TokenStore(db, op_timeout_s=config.storage_op_timeout_s)
+        admin_token = await _ensure_admin_token(config, tokens)
+        example = False
+        if self._storage.fresh and not await hosting.app_exists(EXAMPLE_APP):
+            await hosting.deploy_contents(EXAMPLE_APP, _example_contents(), source="example")
+            example = True
+        ctx = AdminContext(config=config, db=db, hosting=hosting, tokens=tokens,
+                           started_at=time.monotonic())
+        root = RootApp(domain=config.domain, admin=create_admin_app(ctx), hosting=hosting)
+        try:
+            async with trio.open_nursery() as nursery:
+                binds = await nursery.start(self._serve, root)
+                self.started = Started(binds=binds, admin_token=admin_token,
+                                       example_deployed=example,
+                                       fresh_database=self._storage.fresh)
+                task_status.started()
+                await self._stopped.wait()
+                await trio.sleep_forever()   # drained: wait for the supervisor to stop us
+        finally:
+            self._stopped.set()
+
+    async def _serve(self, root: RootApp, *,
+                     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await hypercorn_serve(root, hypercorn_config(self._config),  # type: ignore[arg-type]
+                                  shutdown_trigger=self._stop.wait,
+                                  task_status=task_status)
+        finally:
+            self._stopped.set()
+
+    async def drain(self) -> None:
+        """Stop accepting, let in-flight requests finish (bounded by shutdown_grace_s)."""
+        self._stop.set()
+        await self._stopped.wait()
+
+
+def archive_limits(config: Config) -> ArchiveLimits:
+    return ArchiveLimits(max_archive_bytes=config.max_deploy_bytes,
+                         max_total_bytes=config.max_app_bytes, max_files=config.max_app_files,
+                         max_file_bytes=config.max_file_bytes,
+                         max_ratio=config.max_compression_ratio)
+
+
+def hypercorn_config(config: Config) -> HyperConfig:
+    """Hypercorn's settings, derived from ours in this one place."""
+    hyper = HyperConfig()
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    hyper.bind = [f"{host}:{config.port}"]
+    hyper.graceful_timeout = config.shutdown_grace_s
+    hyper.accesslog = None
+    hyper.errorlog = logging.getLogger("hypercorn.error")
+    hyper.include_server_header = False
+    hyper.keep_alive_timeout = 5
+    return hyper
+
+
+async def _ensure_admin_token(config: Config, tokens: TokenStore) -> str | None:
+    """Create an admin token when the data dir has none; it is shown once and saved 0600."""
+    if config.token_path.exists():
+        return None
+    _, secret = await tokens.create("admin")
+    fd = os.open(config.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(secret + "\n")
+    return secret
+
+
+def _example_contents() -> ArchiveContents:
+    files, _ = collect_files(EXAMPLE_DIR)
+    return ArchiveContents(files=tuple(ArchiveFile(f.path, f.source.read_bytes())
+                                       for f in files), skipped=())
+
+
+async def serve(config: Config, *, on_ready: Callable[[Started], None]) -> None:
+    """Run until SIGINT/SIGTERM; raises ServiceCrashed when a service dies."""
+    storage = StorageService(config)
+    web = WebService(config, storage)
+    supervisor = Supervisor([storage, web], stop_timeout_s=config.shutdown_grace_s + 5)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervisor.run)
+            assert web.started is not None
+            on_ready(web.started)
+            async for signum in signals:
+                log.info("received %s: draining", signal.Signals(signum).name)
+                break
+            with trio.move_on_after(config.shutdown_grace_s + 1):
+                await web.drain()
+            supervisor.request_shutdown("signal")
+
+
+__all__ = ["Started", "archive_limits", "hypercorn_config", "serve"]

@@ -1,0 +1,283 @@
+"""The `fazt` command line (click + rich)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import trio
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from fazt import __version__
+from fazt.client import AdminClient, ClientError, resolve_target
+from fazt.config import load_config
+from fazt.errors import FaztError
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+_UPLOAD_CHUNK = 64 * 1024
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="fazt")
+def main() -> None:
+    """fazt: a personal cloud in one Python install and one encrypted SQLite file."""
+
+
+# -- fazt run --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 8080).")
+@click.option("--domain", help="Apps are served on <app>.<domain> (default localhost).")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar=None,
+              help="Data dir (default $FAZT_HOME or ./.fazt).")
+def run(host: str | None, port: int | None, domain: str | None, data_dir: str | None) -> None:
+    """Run the server until Ctrl-C / SIGTERM."""
+    from fazt.app import Started, serve
+    from fazt.nursery import ServiceCrashed
+
+    try:
+        config = load_config({"host": host, "port": port, "domain": domain,
+                              "data_dir": data_dir})
+    except FaztError as exc:
+        _fail(str(exc))
+        return
+    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def ready(started: Started) -> None:
+        shown = config
+        if started.binds and config.port == 0:   # --port 0: show the port the OS picked
+            shown = dataclasses.replace(config, port=int(started.binds[0].rsplit(":", 1)[1]))
+        if started.fresh_database:
+            console.print(f"created encrypted database {config.db_path}")
+        if started.admin_token:
+            console.print(f"[bold]admin token[/] (shown once, saved to {config.token_path}):")
+            console.print(f"  {started.admin_token}", highlight=False, soft_wrap=True)
+        if started.example_deployed:
+            console.print("deployed the example app [bold]hello[/]")
+        console.print(f"listening on {', '.join(started.binds)}")
+        console.print(f"  app:       {shown.public_url('hello')}", highlight=False)
+        console.print(f"  admin API: {shown.public_url()}", highlight=False)
+        console.print("press Ctrl-C to stop", style="dim")
+
+    try:
+        trio.run(lambda: serve(config, on_ready=ready))
+    except ServiceCrashed as exc:
+        cause = exc.__cause__
+        detail = cause.message if isinstance(cause, FaztError) else str(cause or exc)
+        _fail(f"{exc.service} failed: {detail}")
+    console.print("stopped cleanly")
+
+
+# -- API client commands -----------------------------------------------------------------------
+
+
+def _client_options(func: F) -> F:
+    func = click.option("--url", help="Server URL (default $FAZT_URL or the local server).")(func)
+    func = click.option("--token", help="Admin token (default $FAZT_TOKEN or the data dir).")(
+        func)
+    func = click.option("--data-dir", type=click.Path(file_okay=False),
+                        help="Local data dir to read the token and address from.")(func)
+    return func
+
+
+def _call(kwargs: dict[str, Any], method: str, path: str, **request: Any) -> Any:
+    target = resolve_target(url=kwargs.pop("url"), token=kwargs.pop("token"),
+                            data_dir=kwargs.pop("data_dir"))
+    try:
+        with AdminClient(target) as client:
+            return client.request(method, path, **request)
+    except ClientError as exc:
+        _fail(f"{exc.code}: {exc}")
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+@main.group()
+def app() -> None:
+    """Deploy and manage apps."""
+
+
+@app.command("deploy")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--name", help="App name (default: the directory's name).")
+@_client_options
+def app_deploy(directory: Path, name: str | None, **kwargs: Any) -> None:
+    """Pack DIRECTORY (skipping dotfiles, node_modules and .gitignore'd files) and deploy it."""
+    from fazt.hosting import collect_files, pack_tar_gz, validate_app_name
+
+    name = name or directory.resolve().name.lower()
+    try:
+        validate_app_name(name)
+    except FaztError as exc:
+        _fail(f"{exc} (choose one with --name)")
+    files, warnings = collect_files(directory)
+    for warning in warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if not files:
+        _fail(f"{directory} has no files to deploy")
+    total = sum(f.size for f in files)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(f"packing {len(files)} files", total=total)
+        archive = pack_tar_gz(files, on_progress=lambda n: progress.advance(task, n))
+        upload = progress.add_task("uploading", total=len(archive))
+
+        def chunks() -> Iterator[bytes]:
+            for start in range(0, len(archive), _UPLOAD_CHUNK):
+                chunk = archive[start:start + _UPLOAD_CHUNK]
+                yield chunk
+                progress.advance(upload, len(chunk))
+
+        result = _call(kwargs, "POST", f"/api/apps/{name}/deploy", content=chunks(),
+                       headers={"content-type": "application/gzip",
+                                "content-length": str(len(archive))})
+    deploy = result["deploy"]
+    console.print(f"deployed [bold]{name}[/] (deploy {deploy['id']}, {deploy['file_count']} "
+                  f"files, {_size(deploy['total_bytes'])})")
+    for skipped in result.get("skipped", []):
+        err_console.print(f"[yellow]skipped:[/] {skipped}", highlight=False)
+    console.print(result["url"], highlight=False, soft_wrap=True)
+
+
+@app.command("list")
+@_client_options
+def app_list(**kwargs: Any) -> None:
+    """List apps."""
+    apps = _call(kwargs, "GET", "/api/apps")["apps"]
+    table = Table("name", "deploy", "files", "size", "deployed at", "url")
+    for item in apps:
+        current = item["current"] or {}
+        table.add_row(item["name"], str(current.get("id", "-")),
+                      str(current.get("file_count", "-")),
+                      _size(current["total_bytes"]) if current else "-",
+                      current.get("created_at", "-"), item["url"])
+    console.print(table if apps else "no apps yet: `fazt app deploy DIR`")
+
+
+@app.command("info")
+@click.argument("name")
+@_client_options
+def app_info(name: str, **kwargs: Any) -> None:
+    """Show an app and its deploy history."""
+    info = _call(kwargs, "GET", f"/api/apps/{name}")
+    console.print(f"[bold]{info['name']}[/]  {info['url']}", highlight=False)
+    console.print(f"created {info['created_at']}")
+    table = Table("deploy", "", "files", "size", "spa", "source", "created at")
+    for d in info["deploys"]:
+        table.add_row(str(d["id"]), "live" if d["current"] else "", str(d["file_count"]),
+                      _size(d["total_bytes"]), "yes" if d["spa"] else "", d["source"],
+                      d["created_at"])
+    console.print(table)
+
+
+@app.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_client_options
+def app_remove(name: str, yes: bool, **kwargs: Any) -> None:
+    """Remove an app with its deploy history."""
+    if not yes and not click.confirm(f"remove app {name!r} and all its deploys?"):
+        _fail("not removed")
+    _call(kwargs, "DELETE", f"/api/apps/{name}")
+    console.print(f"removed [bold]{name}[/]")
+
+
+@app.command("rollback")
+@click.argument("name")
+@click.option("--to", "to", type=int, help="Deploy id to make live (default: the previous one).")
+@_client_options
+def app_rollback(name: str, to: int | None, **kwargs: Any) -> None:
+    """Make an earlier deploy live again."""
+    body = {} if to is None else {"to": to}
+    result = _call(kwargs, "POST", f"/api/apps/{name}/rollback", json=body)
+    console.print(f"[bold]{name}[/] now serves deploy {result['deploy']['id']}")
+
+
+@main.group()
+def token() -> None:
+    """Create, list and revoke admin API tokens."""
+
+
+@token.command("create")
+@click.option("--name", required=True, help="What the token is for (e.g. 'laptop', 'ci').")
+@_client_options
+def token_create(name: str, **kwargs: Any) -> None:
+    """Create a token; its secret is shown once."""
+    result = _call(kwargs, "POST", "/api/tokens", json={"name": name})
+    err_console.print(f"created token {result['token']['id']} ({name}); the secret is shown once:")
+    click.echo(result["secret"])
+
+
+@token.command("list")
+@_client_options
+def token_list(**kwargs: Any) -> None:
+    """List tokens (never their secrets)."""
+    tokens = _call(kwargs, "GET", "/api/tokens")["tokens"]
+    table = Table("id", "name", "created at", "last used", "revoked")
+    for t in tokens:
+        table.add_row(t["id"], t["name"], t["created_at"], t["last_used_at"] or "-",
+                      t["revoked_at"] or "")
+    console.print(table)
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@_client_options
+def token_revoke(token_id: str, **kwargs: Any) -> None:
+    """Revoke a token by id."""
+    _call(kwargs, "DELETE", f"/api/tokens/{token_id}")
+    console.print(f"revoked {token_id}")
+
+
+# -- fazt backup -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data dir (default ./.fazt).")
+def backup(path: Path, data_dir: str | None) -> None:
+    """Write an online, consistent, encrypted copy of the database to PATH."""
+    from fazt.storage import backup_database, resolve_key
+
+    try:
+        config = load_config({"data_dir": data_dir})
+        if not config.db_path.exists():
+            _fail(f"no database at {config.db_path} (set --data-dir or FAZT_HOME)")
+        key = resolve_key(data_dir=config.data_dir, env_key_hex=config.db_key,
+                          db_path=config.db_path)
+        result = backup_database(db_path=config.db_path, key=key, dest=path)
+    except FaztError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"backed up {config.db_path} to {result.path} ({_size(result.bytes)}, "
+                  f"{result.duration_s:.2f} s); it opens with the same key")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,180 @@
+"""The one configuration object.
+
+Sources, strongest first: command-line flags > ``FAZT_*`` environment variables > ``fazt.toml``
+in the data dir > defaults. The data dir itself comes from ``--data-dir`` > ``FAZT_HOME`` >
+``./.fazt`` (it cannot come from the file that lives inside it).
+
+Every field is documented in ``docs/reference/settings.md``; a test fails when one is not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fazt.errors import ConfigError
+
+MIB = 2**20
+CONFIG_FILE = "fazt.toml"
+ENV_PREFIX = "FAZT_"
+DATA_DIR_ENV = "FAZT_HOME"
+
+
+def _setting(default: Any, *, low: float | None = None, high: float | None = None,
+             choices: tuple[str, ...] | None = None, from_file: bool = True) -> Any:
+    return field(default=default, metadata={"low": low, "high": high, "choices": choices,
+                                            "from_file": from_file})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Every setting of a fazt server; frozen once loaded."""
+
+    data_dir: Path = field(default=Path(".fazt"), metadata={"from_file": False})
+    host: str = _setting("127.0.0.1")
+    port: int = _setting(8080, low=0, high=65535)
+    domain: str = _setting("localhost")
+    db_key: str | None = field(default=None, repr=False, metadata={"from_file": False})
+    log_level: str = _setting("info", choices=("debug", "info", "warning", "error"))
+    shutdown_grace_s: float = _setting(10.0, low=0, high=600)
+    storage_readers: int = _setting(4, low=1, high=64)
+    storage_busy_timeout_ms: int = _setting(3000, low=0, high=60_000)
+    storage_batch_max: int = _setting(256, low=1, high=10_000)
+    storage_op_timeout_s: float = _setting(3.0, low=0.01, high=600)
+    deploy_timeout_s: float = _setting(60.0, low=1, high=3600)
+    deploy_history: int = _setting(10, low=1, high=1000)
+    max_deploy_bytes: int = _setting(100 * MIB, low=1024)
+    max_app_bytes: int = _setting(200 * MIB, low=1024)
+    max_app_files: int = _setting(10_000, low=1)
+    max_file_bytes: int = _setting(50 * MIB, low=1)
+    max_compression_ratio: float = _setting(200.0, low=1)
+    max_api_body_bytes: int = _setting(1 * MIB, low=1024)
+    static_cache_bytes: int = _setting(64 * MIB, low=0)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "fazt.db"
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / "db.key"
+
+    @property
+    def token_path(self) -> Path:
+        return self.data_dir / "admin.token"
+
+    @property
+    def base_url(self) -> str:
+        """Where a local client reaches this server."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def public_url(self, app: str | None = None) -> str:
+        """The URL a browser uses for an app (or the admin API when app is None)."""
+        port = "" if self.port == 80 else f":{self.port}"
+        if app is None:
+            return f"http://{self.domain}{port}/api/"
+        return f"http://{app}.{self.domain}{port}/"
+
+
+def settings() -> tuple[dataclasses.Field[Any], ...]:
+    """The documented settings, in declaration order."""
+    return dataclasses.fields(Config)
+
+
+def env_name(name: str) -> str:
+    return "FAZT_HOME" if name == "data_dir" else ENV_PREFIX + name.upper()
+
+
+def load_config(flags: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None) -> Config:
+    """Build the Config from flags (None values mean "not given"), environment and file."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    environ = os.environ if environ is None else environ
+    known = {f.name: f for f in settings()}
+    unknown_flags = set(flags) - set(known)
+    if unknown_flags:
+        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown_flags))}")
+
+    data_dir = Path(flags.get("data_dir") or environ.get(DATA_DIR_ENV) or ".fazt")
+    values: dict[str, Any] = {"data_dir": data_dir}
+    for name, value in _read_file(data_dir / CONFIG_FILE, known).items():
+        values[name] = _coerce(known[name], value, f"{CONFIG_FILE}: {name}")
+    for name, fld in known.items():
+        if name == "data_dir":
+            continue
+        raw = environ.get(env_name(name))
+        if raw is not None and raw != "":
+            values[name] = _coerce(fld, raw, env_name(name))
+    for name, value in flags.items():
+        if name != "data_dir":
+            values[name] = _coerce(known[name], value, f"--{name.replace('_', '-')}")
+    config = Config(**values)
+    _check_consistency(config)
+    return config
+
+
+def _read_file(path: Path, known: Mapping[str, dataclasses.Field[Any]]) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    for name in data:
+        fld = known.get(name)
+        if fld is None:
+            raise ConfigError(f"{path}: unknown setting {name!r}")
+        if not fld.metadata.get("from_file", True):
+            raise ConfigError(f"{path}: {name!r} cannot be set in {CONFIG_FILE}; "
+                              f"use {env_name(name)}")
+    return data
+
+
+def _coerce(fld: dataclasses.Field[Any], value: Any, source: str) -> Any:
+    kind = fld.type if isinstance(fld.type, str) else getattr(fld.type, "__name__", "")
+    try:
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            out: Any = int(value)
+        elif kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(value)
+        elif kind == "Path":
+            out = Path(value)
+        else:
+            if not isinstance(value, str):
+                raise ValueError
+            out = value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: expected {kind.split(' ')[0]}, got {value!r}") from exc
+    low, high, choices = (fld.metadata.get(k) for k in ("low", "high", "choices"))
+    if low is not None and out < low:
+        raise ConfigError(f"{source}: must be at least {low}, got {out}")
+    if high is not None and out > high:
+        raise ConfigError(f"{source}: must be at most {high}, got {out}")
+    if choices and out not in choices:
+        raise ConfigError(f"{source}: must be one of {', '.join(choices)}, got {out!r}")
+    return out
+
+
+def _check_consistency(config: Config) -> None:
+    domain = config.domain
+    if not domain or domain != domain.lower() or domain.startswith(".") or "/" in domain \
+            or ":" in domain or " " in domain:
+        raise ConfigError(f"domain: {domain!r} is not a lowercase host name (e.g. example.com)")
+    if config.max_file_bytes > config.max_app_bytes:
+        raise ConfigError("max_file_bytes cannot exceed max_app_bytes")

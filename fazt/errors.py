@@ -1,0 +1,254 @@
+"""Every error fazt raises on purpose.
+
+Each class carries a snake_case ``code`` and an ``http_status``. The HTTP layer turns any
+``FaztError`` into ``{"error": {"code": ..., "message": ...}}``; for 5xx errors the message is
+replaced by a generic one so that no stack trace, host path or SQL reaches a client.
+
+    FaztError
+    ├── ConfigError                    (process start-up; never an HTTP response)
+    ├── RequestError                   400
+    │   ├── BadRequest                 400 bad_request
+    │   ├── InvalidJson                400 invalid_json
+    │   ├── InvalidPath                400 invalid_path
+    │   ├── Unauthorized               401 unauthorized
+    │   ├── Forbidden                  403 forbidden
+    │   ├── NotFound                   404 not_found
+    │   │   ├── AppNotFound            404 app_not_found
+    │   │   ├── DeployNotFound         404 deploy_not_found
+    │   │   └── TokenNotFound          404 token_not_found
+    │   ├── MethodNotAllowed           405 method_not_allowed
+    │   ├── Conflict                   409 conflict
+    │   ├── PayloadTooLarge            413 payload_too_large
+    │   ├── UnsupportedMediaType       415 unsupported_media_type
+    │   └── RangeNotSatisfiable        416 range_not_satisfiable
+    ├── DeployError                    422 deploy_rejected
+    │   ├── InvalidAppName             422 invalid_app_name
+    │   ├── InvalidManifest            422 invalid_manifest
+    │   └── ArchiveRejected            422 archive_rejected
+    │       └── ArchiveTooLarge        413 archive_too_large
+    ├── BudgetExceeded                 504 <phase>_timeout
+    └── StorageError                   500 storage_error
+        ├── StorageBusy                503 storage_busy
+        ├── StorageFull                507 storage_full
+        ├── StorageClosed              503 storage_closed
+        ├── StorageCorrupt             500 storage_corrupt
+        └── WrongKey                   (start-up: the key does not open the database)
+"""
+
+from __future__ import annotations
+
+
+class FaztError(Exception):
+    """Root of every error fazt raises on purpose."""
+
+    code: str = "internal_error"
+    http_status: int = 500
+
+    def __init__(self, message: str = "", *, code: str | None = None) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+    def public_message(self) -> str:
+        """What a client may see: the message for 4xx, a generic text for 5xx."""
+        if self.http_status >= 500:
+            return _GENERIC_5XX.get(self.http_status, "internal error")
+        return self.message
+
+
+_GENERIC_5XX = {
+    500: "internal error",
+    502: "bad gateway",
+    503: "service temporarily unavailable, try again",
+    504: "the request ran out of time",
+    507: "storage is full",
+}
+
+
+class ConfigError(FaztError):
+    """The configuration is invalid."""
+
+    code = "config_error"
+
+
+class RequestError(FaztError):
+    """The request cannot be served as sent."""
+
+    code = "bad_request"
+    http_status = 400
+
+
+class BadRequest(RequestError):
+    """The request is malformed."""
+
+
+class InvalidJson(RequestError):
+    """The request body is not valid JSON."""
+
+    code = "invalid_json"
+
+
+class InvalidPath(RequestError):
+    """The request path is malformed."""
+
+    code = "invalid_path"
+
+
+class Unauthorized(RequestError):
+    """A valid bearer token is required."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(RequestError):
+    """The credentials do not allow this."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class NotFound(RequestError):
+    """Nothing is here."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class AppNotFound(NotFound):
+    """No such app."""
+
+    code = "app_not_found"
+
+
+class DeployNotFound(NotFound):
+    """No such deploy."""
+
+    code = "deploy_not_found"
+
+
+class TokenNotFound(NotFound):
+    """No such token."""
+
+    code = "token_not_found"
+
+
+class MethodNotAllowed(RequestError):
+    """This method is not allowed here."""
+
+    code = "method_not_allowed"
+    http_status = 405
+
+
+class Conflict(RequestError):
+    """The request conflicts with the current state."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class PayloadTooLarge(RequestError):
+    """The request body is too large."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class UnsupportedMediaType(RequestError):
+    """The request body has an unsupported type."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class RangeNotSatisfiable(RequestError):
+    """The requested byte range is outside the file."""
+
+    code = "range_not_satisfiable"
+    http_status = 416
+
+
+class DeployError(FaztError):
+    """A deploy was rejected; nothing was written."""
+
+    code = "deploy_rejected"
+    http_status = 422
+
+
+class InvalidAppName(DeployError):
+    """The app name is not allowed."""
+
+    code = "invalid_app_name"
+
+
+class InvalidManifest(DeployError):
+    """manifest.json is invalid."""
+
+    code = "invalid_manifest"
+
+
+class ArchiveRejected(DeployError):
+    """The deploy archive is unsafe or malformed."""
+
+    code = "archive_rejected"
+
+
+class ArchiveTooLarge(ArchiveRejected):
+    """The deploy archive exceeds a quota."""
+
+    code = "archive_too_large"
+    http_status = 413
+
+
+class BudgetExceeded(FaztError):
+    """An operation ran out of its time budget."""
+
+    http_status = 504
+
+    def __init__(self, message: str = "", *, phase: str) -> None:
+        super().__init__(message or f"{phase} phase ran out of time", code=f"{phase}_timeout")
+        self.phase = phase
+
+
+class StorageError(FaztError):
+    """The storage layer failed."""
+
+    code = "storage_error"
+    http_status = 500
+
+
+class StorageBusy(StorageError):
+    """The database is locked by someone else."""
+
+    code = "storage_busy"
+    http_status = 503
+
+
+class StorageFull(StorageError):
+    """The disk or database is full."""
+
+    code = "storage_full"
+    http_status = 507
+
+
+class StorageClosed(StorageError):
+    """The database is shutting down."""
+
+    code = "storage_closed"
+    http_status = 503
+
+
+class StorageCorrupt(StorageError):
+    """The database file is damaged."""
+
+    code = "storage_corrupt"
+
+
+class WrongKey(StorageError):
+    """The database key does not open the existing database."""
+
+    code = "wrong_key"

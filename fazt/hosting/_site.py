@@ -1,0 +1,26 @@
+"""What the static server needs to know about an app's live deploy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StaticFile:
+    """One file of a deploy; its bytes live in the ``blobs`` table, keyed by sha256."""
+
+    path: str
+    sha256: str
+    size: int
+    content_type: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Site:
+    """The file index of an app's current deploy (immutable: a new deploy is a new Site)."""
+
+    app: str
+    deploy_id: int
+    spa: bool
+    files: Mapping[str, StaticFile]

@@ -1,0 +1,131 @@
+"""The root ASGI callable: request id, security headers, routing by Host.
+
+    admin hosts (<domain>, admin.<domain>, localhost, loopback IPs)  /api/*  -> admin API (quart)
+    <app>.<domain>                                                   /api/*  -> the app's API
+                                                                     else    -> static fast path
+    anything else                                                            -> 404
+
+Static files never go through quart: the fast path is plain ASGI (quart's send_file halves
+throughput, see docs/discussion/static-serving.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable
+
+from fazt.errors import FaztError, NotFound
+from fazt.hosting import Hosting, is_content_hashed
+from fazt.http._paths import normalize_request_path, scope_path_bytes
+from fazt.http._responses import Headers, Message, Receive, Scope, Send, send_json_error
+from fazt.http._static import send_not_found, serve_static
+
+log = logging.getLogger("fazt.http")
+
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+_APP_LABEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+_COMMON_HEADERS: Headers = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+]
+_ADMIN_HEADERS: Headers = [
+    *_COMMON_HEADERS,
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+
+
+def request_id_of(scope: Scope) -> str:
+    """The request id the root assigned (``-`` outside a request)."""
+    return str(scope.get("fazt.request_id", "-"))
+
+
+class RootApp:
+    """Everything hypercorn calls goes through here."""
+
+    def __init__(self, *, domain: str, admin: ASGIApp, hosting: Hosting) -> None:
+        self._domain_suffix = "." + domain
+        self._admin_hosts = frozenset({domain, "admin." + domain, "localhost", "127.0.0.1",
+                                       "[::1]"})
+        self._admin = admin
+        self._hosting = hosting
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._admin(scope, receive, send)
+            return
+        if kind != "http":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        host, request_id = _read_headers(scope)
+        scope["fazt.request_id"] = request_id
+        rid_header = (b"x-request-id", request_id.encode())
+
+        if host in self._admin_hosts:
+            extra = [*_ADMIN_HEADERS, rid_header]
+            await self._admin(scope, receive, _with_headers(send, extra))
+            return
+
+        extra = [*_COMMON_HEADERS, rid_header]
+        send = _with_headers(send, extra)
+        head = scope["method"] == "HEAD"
+        app = self._app_name(host)
+        try:
+            site = await self._hosting.site(app) if app else None
+            if site is None:
+                await send_not_found(send, head=head)
+            elif _is_api_path(scope):
+                raise NotFound(f"app {app!r} has no API handler (api/main.js)")
+            else:
+                await serve_static(scope, receive, send, site=site, load=self._hosting.load,
+                                   immutable=is_content_hashed)
+        except FaztError as exc:
+            if exc.http_status >= 500:
+                log.warning("request %s failed: %s: %s", request_id, exc.code, exc)
+            await send_json_error(send, exc, request_id=request_id, head=head)
+
+    def _app_name(self, host: str) -> str | None:
+        if not host.endswith(self._domain_suffix):
+            return None
+        label = host[: -len(self._domain_suffix)]
+        return label if _APP_LABEL.match(label) else None
+
+
+def _is_api_path(scope: Scope) -> bool:
+    """Decided on the normalized path, as the static server sees it (``//api/x`` is API too)."""
+    path = normalize_request_path(scope_path_bytes(scope)).path
+    return path == "api" or path.startswith("api/")
+
+
+def _read_headers(scope: Scope) -> tuple[str, str]:
+    host = b""
+    request_id = b""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value
+        elif name == b"x-request-id" and _REQUEST_ID.match(value):
+            request_id = value
+    text = host.decode("latin-1").lower()
+    if text.startswith("["):
+        text = text[: text.find("]") + 1]
+    else:
+        text = text.rsplit(":", 1)[0] if ":" in text else text
+    return text.rstrip("."), request_id.decode() if request_id else os.urandom(8).hex()
+
+
+def _with_headers(send: Send, extra: Headers) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            present = {name.lower() for name, _ in headers}
+            headers.extend(h for h in extra if h[0] not in present)
+            message["headers"] = headers
+        await send(message)
+
+    return wrapped

@@ -1,0 +1,453 @@
+"""The static-file fast path: serve an app's deployed files over bare ASGI.
+
+Quart's ``send_file`` halves throughput under hypercorn's trio worker (stack-findings §6), so
+static requests skip the framework: the router hands :func:`serve_static` the ASGI triple, the
+app's current :class:`Site` and a loader, and this module answers with as little per-request
+work as it can. Everything that depends only on a file (ETag, header list, 304 header list) is
+built once and kept in an LRU keyed by the file's content (see :func:`_representation`), so a
+warm request costs a path normalization, a few dict look-ups and the body send.
+
+What it implements: GET and HEAD; directory indexes and the redirects around them; SPA fallback;
+the app's own ``404.html``; strong ETags and ``If-None-Match``; precompressed ``.br``/``.gz``
+siblings chosen from ``Accept-Encoding``; single byte ranges with ``If-Range``. Dotfiles are never
+served. Security headers and request ids are added by a middleware above this module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
+
+from fazt.errors import (
+    FaztError,
+    InvalidPath,
+    MethodNotAllowed,
+    RangeNotSatisfiable,
+    StorageCorrupt,
+)
+from fazt.hosting._site import Site, StaticFile
+from fazt.http._paths import RequestPath, normalize_request_path, quote_path, scope_path_bytes
+from fazt.http._responses import Message, Receive, Scope, Send
+
+__all__ = [
+    "ContentLoader",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "Site",
+    "StaticFile",
+    "send_not_found",
+    "serve_static",
+]
+
+Header = tuple[bytes, bytes]
+
+
+ContentLoader = Callable[[StaticFile], Awaitable[bytes]]
+"""Fetches a file's bytes (from the in-memory cache or the database)."""
+
+_SINGLE_MESSAGE_MAX_BYTES: Final = 256 * 1024
+_CHUNK_BYTES: Final = 64 * 1024
+
+_NO_CACHE: Final = b"no-cache"
+_IMMUTABLE: Final = b"public, max-age=31536000, immutable"
+_SHORT_LIVED: Final = b"public, max-age=300"
+
+# Precompressed siblings, most preferred first: (file name suffix, content-coding).
+_ENCODINGS: Final = ((".br", b"br"), (".gz", b"gzip"))
+_ETAG_SUFFIX: Final = {b"": b"", b"br": b"-br", b"gzip": b"-gz"}
+
+# The only request headers this module reads.
+_WANTED_HEADERS: Final = frozenset(
+    (b"accept", b"accept-encoding", b"range", b"if-range", b"if-none-match")
+)
+_ALLOW: Final = ((b"allow", b"GET, HEAD"),)
+_QUERY_SAFE = re.compile(rb"[\x21-\x7e]*")
+# Digits beyond this many exceed any real file size; they are clamped instead of parsed.
+_MAX_OFFSET_DIGITS: Final = 18
+_HUGE: Final = 10**_MAX_OFFSET_DIGITS
+
+_NOT_FOUND_PAGE: Final = (
+    b'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+    b"<title>404 Not Found</title></head>\n"
+    b"<body><h1>404 Not Found</h1><p>Nothing is here.</p></body></html>\n"
+)
+_NOT_FOUND_HEADERS: Final = (
+    (b"content-type", b"text/html; charset=utf-8"),
+    (b"content-length", str(len(_NOT_FOUND_PAGE)).encode("ascii")),
+    (b"cache-control", _NO_CACHE),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A stored file to answer with: the requested one (200), SPA index (200) or 404.html."""
+
+    file: StaticFile
+    status: int
+    fallback: bool  # SPA index or 404 page: always revalidated
+
+
+@dataclass(frozen=True, slots=True)
+class _Redirect:
+    """A 301 to the canonical form of a directory or file path (decoded, leading slash)."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Representation:
+    """What is sent for one stored file in one encoding; built once, reused (see LRU)."""
+
+    content: StaticFile
+    etag: bytes
+    headers: tuple[Header, ...]  # complete header list of a 200 (or 404-page) response
+    entity_headers: tuple[Header, ...]  # the same without content-length, for a 206
+    not_modified_headers: tuple[Header, ...]
+
+
+async def serve_static(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    site: Site,
+    load: ContentLoader,
+    immutable: Callable[[str], bool],
+) -> None:
+    """Answer one HTTP request for ``site`` from its stored files.
+
+    ``load`` is awaited only when a body is sent (never for HEAD, 304 or 416), before the
+    response starts, so a storage error can still become a clean error response above.
+    ``immutable(path)`` says whether a file name is content-hashed. The request body is
+    never read; ``receive`` is accepted to keep the ASGI shape.
+    """
+    method = scope.get("method", "GET")
+    if method not in ("GET", "HEAD"):
+        error = MethodNotAllowed("static files accept only GET and HEAD")
+        await _send_error(send, error, head=False, extra=_ALLOW)
+        return
+    head = method == "HEAD"
+    try:
+        request = normalize_request_path(scope_path_bytes(scope))
+    except InvalidPath as exc:
+        await _send_error(send, exc, head=head)
+        return
+    headers = _request_headers(scope.get("headers", ()))
+    found = _resolve(site, request, headers.get(b"accept", b""))
+    if found is None:
+        await send_not_found(send, head=head)
+    elif isinstance(found, _Redirect):
+        await _send_redirect(send, found, scope.get("query_string", b""))
+    else:
+        representation = _select(site, found, headers, immutable)
+        await _send_target(send, found.status, representation, headers, head=head, load=load)
+
+
+async def send_not_found(send: Send, *, head: bool = False) -> None:
+    """Send fazt's built-in 404 page (also used by the router for unknown apps)."""
+    await _send_response(send, 404, list(_NOT_FOUND_HEADERS), b"" if head else _NOT_FOUND_PAGE)
+
+
+# --- resolution --------------------------------------------------------------------------
+
+
+def _resolve(site: Site, request: RequestPath, accept: bytes) -> _Target | _Redirect | None:
+    """Map a normalized path to a file, a redirect, or ``None`` for the built-in 404."""
+    path = request.path
+    files = site.files
+    if path.startswith(".") or "/." in path:
+        return _not_found_page(files)
+    if not path or request.trailing_slash:
+        index = files.get(f"{path}/index.html" if path else "index.html")
+        if index is not None:
+            return _Target(index, 200, fallback=False)
+        if path and path in files:
+            return _Redirect(f"/{path}")
+    else:
+        exact = files.get(path)
+        if exact is not None:
+            return _Target(exact, 200, fallback=False)
+        if f"{path}/index.html" in files:
+            return _Redirect(f"/{path}/")
+    if site.spa and _is_navigation(path, accept):
+        index = files.get("index.html")
+        if index is not None:
+            return _Target(index, 200, fallback=True)
+    return _not_found_page(files)
+
+
+def _not_found_page(files: Mapping[str, StaticFile]) -> _Target | None:
+    """The app's own ``404.html`` as a 404 target, if it has one."""
+    page = files.get("404.html")
+    return None if page is None else _Target(page, 404, fallback=True)
+
+
+def _is_navigation(path: str, accept: bytes) -> bool:
+    """Whether a request looks like a browser navigation (for SPA fallback)."""
+    return "." not in path.rpartition("/")[2] or b"text/html" in accept.lower()
+
+
+# --- representation ----------------------------------------------------------------------
+
+
+def _select(
+    site: Site,
+    target: _Target,
+    headers: Mapping[bytes, bytes],
+    immutable: Callable[[str], bool],
+) -> _Representation:
+    """Pick identity, brotli or gzip bytes for ``target`` and return their cached headers."""
+    file = target.file
+    variants = [
+        (variant, coding)
+        for suffix, coding in _ENCODINGS
+        if (variant := site.files.get(file.path + suffix)) is not None
+    ]
+    content, coding = file, b""
+    if variants and b"range" not in headers:
+        accepted = _accepted_encodings(headers.get(b"accept-encoding", b""))
+        for variant, variant_coding in variants:
+            if variant_coding in accepted:
+                content, coding = variant, variant_coding
+                break
+    cache_control = _cache_control(target, immutable)
+    return _representation(content, file.content_type, coding, cache_control, bool(variants))
+
+
+def _cache_control(target: _Target, immutable: Callable[[str], bool]) -> bytes:
+    """HTML and fallbacks revalidate; content-hashed names are immutable; others 5 minutes."""
+    if target.fallback or target.file.content_type.startswith("text/html"):
+        return _NO_CACHE
+    return _IMMUTABLE if immutable(target.file.path) else _SHORT_LIVED
+
+
+@lru_cache(maxsize=8192)
+def _representation(
+    content: StaticFile,
+    content_type: str,
+    coding: bytes,
+    cache_control: bytes,
+    vary: bool,
+) -> _Representation:
+    """Build the header lists for one representation.
+
+    The key is the stored file itself (path, digest, size, type) rather than a deploy id, so an
+    entry can never describe other bytes, and identical files in consecutive deploys share one.
+    """
+    etag = b'"' + content.sha256[:32].encode("ascii") + _ETAG_SUFFIX[coding] + b'"'
+    validators: list[Header] = [(b"etag", etag), (b"cache-control", cache_control)]
+    if vary:
+        validators.append((b"vary", b"accept-encoding"))
+    entity: list[Header] = [(b"content-type", content_type.encode("latin-1"))]
+    if coding:
+        entity.append((b"content-encoding", coding))
+    entity.append((b"accept-ranges", b"bytes"))
+    entity.extend(validators)
+    length = (b"content-length", str(content.size).encode("ascii"))
+    return _Representation(
+        content=content,
+        etag=etag,
+        headers=(*entity, length),
+        entity_headers=tuple(entity),
+        not_modified_headers=tuple(validators),
+    )
+
+
+# --- request headers ---------------------------------------------------------------------
+
+
+def _request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """The request headers this module reads, repeated ones joined with commas."""
+    wanted: dict[bytes, bytes] = {}
+    for name, value in raw:
+        key = bytes(name).lower()
+        if key in _WANTED_HEADERS:
+            previous = wanted.get(key)
+            wanted[key] = bytes(value) if previous is None else previous + b", " + value
+    return wanted
+
+
+@lru_cache(maxsize=256)
+def _accepted_encodings(header: bytes) -> tuple[bytes, ...]:
+    """The precompressed codings ``Accept-Encoding`` allows, most preferred first.
+
+    Brotli wins over gzip whenever both are allowed (q > 0); ``*`` covers codings not named.
+    Browsers send a handful of distinct values, so the parse is cached.
+    """
+    qvalues: dict[bytes, float] = {}
+    for item in header.split(b","):
+        coding, _, params = item.partition(b";")
+        coding = coding.strip().lower()
+        if coding:
+            qvalues[coding] = _qvalue(params)
+    anything = qvalues.get(b"*", 0.0)
+    gzip = qvalues.get(b"gzip", qvalues.get(b"x-gzip", anything))
+    allowed = (b"br", qvalues.get(b"br", anything)), (b"gzip", gzip)
+    return tuple(coding for coding, q in allowed if q > 0)
+
+
+def _qvalue(params: bytes) -> float:
+    """The ``q`` parameter of one Accept-Encoding item (1 if absent, 0 if malformed)."""
+    for param in params.split(b";"):
+        name, _, value = param.partition(b"=")
+        if name.strip().lower() == b"q":
+            try:
+                q = float(value.strip())
+            except ValueError:
+                return 0.0
+            return q if 0.0 <= q <= 1.0 else 0.0
+    return 1.0
+
+
+def _none_match(header: bytes, etag: bytes) -> bool:
+    """Whether ``If-None-Match`` matches ``etag`` (weak comparison, RFC 9110 §13.1.2)."""
+    for candidate in header.split(b","):
+        tag = candidate.strip()
+        if tag == b"*" or tag.removeprefix(b"W/") == etag:
+            return True
+    return False
+
+
+def _range_applies(if_range: bytes | None, etag: bytes) -> bool:
+    """Whether ``If-Range`` lets the Range be honoured (strong comparison; dates never match,
+    since no Last-Modified is sent)."""
+    return if_range is None or if_range.strip() == etag
+
+
+def _parse_range(header: bytes, size: int) -> tuple[int, int] | None:
+    """The inclusive ``(first, last)`` byte span a ``Range`` header asks for.
+
+    ``None`` means "ignore it and send the whole file": a unit other than bytes, several ranges
+    (allowed by RFC 9110 §14.2), or a suffix range of an empty file. Bad syntax and spans that
+    start past the end raise :class:`RangeNotSatisfiable`.
+    """
+    unit, equals, spec = header.partition(b"=")
+    if not equals or unit.strip().lower() != b"bytes":
+        return None
+    if b"," in spec:
+        return None
+    first, dash, last = spec.strip().partition(b"-")
+    if not dash:
+        raise RangeNotSatisfiable("malformed byte range")
+    if not first:
+        length = _offset(last)
+        if length == 0:
+            raise RangeNotSatisfiable("empty suffix range")
+        return None if size == 0 else (max(0, size - length), size - 1)
+    start = _offset(first)
+    end = _offset(last) if last else size - 1
+    if end < start or start >= size:
+        raise RangeNotSatisfiable("the byte range is outside the file")
+    return start, min(end, size - 1)
+
+
+def _offset(text: bytes) -> int:
+    """A byte offset from a Range header; absurdly long numbers are clamped, not parsed."""
+    digits = text.strip()
+    if not digits.isdigit():
+        raise RangeNotSatisfiable("malformed byte range")
+    return _HUGE if len(digits) > _MAX_OFFSET_DIGITS else int(digits)
+
+
+# --- responses ---------------------------------------------------------------------------
+
+
+async def _send_target(
+    send: Send,
+    status: int,
+    representation: _Representation,
+    headers: Mapping[bytes, bytes],
+    *,
+    head: bool,
+    load: ContentLoader,
+) -> None:
+    """Send a stored file, honouring If-None-Match, Range and If-Range for 200 responses."""
+    if status == 200:
+        if_none_match = headers.get(b"if-none-match")
+        if if_none_match is not None and _none_match(if_none_match, representation.etag):
+            await _send_response(send, 304, list(representation.not_modified_headers), b"")
+            return
+        byte_range = headers.get(b"range")
+        if byte_range is not None and _range_applies(headers.get(b"if-range"), representation.etag):
+            size = representation.content.size
+            try:
+                span = _parse_range(byte_range, size)
+            except RangeNotSatisfiable as exc:
+                extra = ((b"content-range", b"bytes */%d" % size),)
+                await _send_error(send, exc, head=head, extra=extra)
+                return
+            if span is not None:
+                await _send_partial(send, representation, span, head=head, load=load)
+                return
+    body = b"" if head else await _load(load, representation.content)
+    await _send_response(send, status, list(representation.headers), body)
+
+
+async def _send_partial(
+    send: Send,
+    representation: _Representation,
+    span: tuple[int, int],
+    *,
+    head: bool,
+    load: ContentLoader,
+) -> None:
+    """Send a 206 for the inclusive byte ``span`` of the representation."""
+    first, last = span
+    headers = list(representation.entity_headers)
+    headers.append(
+        (b"content-range", b"bytes %d-%d/%d" % (first, last, representation.content.size))
+    )
+    headers.append((b"content-length", b"%d" % (last - first + 1)))
+    body = b"" if head else (await _load(load, representation.content))[first : last + 1]
+    await _send_response(send, 206, headers, body)
+
+
+async def _load(load: ContentLoader, file: StaticFile) -> bytes:
+    """Fetch a file's bytes, refusing to send a body that contradicts its stored size."""
+    body = await load(file)
+    if len(body) != file.size:
+        raise StorageCorrupt(f"stored file {file.path!r} has the wrong size")
+    return body
+
+
+async def _send_redirect(send: Send, redirect: _Redirect, query_string: bytes) -> None:
+    """Send a 301 to a path (not an absolute URL), keeping the query string."""
+    location = quote_path(redirect.path).encode("ascii")
+    if query_string and _QUERY_SAFE.fullmatch(query_string):
+        location += b"?" + query_string
+    headers = [(b"location", location), (b"content-length", b"0"), (b"cache-control", _NO_CACHE)]
+    await _send_response(send, 301, headers, b"")
+
+
+async def _send_error(
+    send: Send, error: FaztError, *, head: bool, extra: Iterable[Header] = ()
+) -> None:
+    """Send ``{"error": {"code", "message"}}`` with the error's status."""
+    payload = {"error": {"code": error.code, "message": error.public_message()}}
+    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        *extra,
+    ]
+    await _send_response(send, error.http_status, headers, b"" if head else body)
+
+
+async def _send_response(send: Send, status: int, headers: list[Header], body: bytes) -> None:
+    """Send a whole response; bodies over 256 KiB go out in 64 KiB messages."""
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    if len(body) <= _SINGLE_MESSAGE_MAX_BYTES:
+        await send({"type": "http.response.body", "body": body})
+        return
+    total = len(body)
+    for offset in range(0, total, _CHUNK_BYTES):
+        end = offset + _CHUNK_BYTES
+        await send(
+            {"type": "http.response.body", "body": body[offset:end], "more_body": end < total}
+        )

@@ -1,0 +1,120 @@
+"""The CLI against a real server: deploy with .gitignore, list, info, rollback, remove, tokens."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.harness import FaztServer
+
+pytestmark = pytest.mark.integration
+
+
+def test_deploy_directory_skips_ignored_files(server: FaztServer, tmp_path) -> None:
+    site = tmp_path / "My-Site"
+    (site / "assets").mkdir(parents=True)
+    (site / "index.html").write_text("<h1>cli deploy</h1>")
+    (site / "assets" / "app.js").write_text("console.log(1)")
+    (site / ".env").write_text("SECRET=1")
+    (site / "node_modules" / "dep").mkdir(parents=True)
+    (site / "node_modules" / "dep" / "index.js").write_text("dep")
+    (site / "debug.log").write_text("log")
+    (site / ".gitignore").write_text("*.log\n")
+
+    out = server.cli("app", "deploy", str(site), "--name", "cli-site")
+    assert out.returncode == 0, out.stderr
+    assert f"http://cli-site.localhost:{server.port}/" in out.stdout
+    with server.app("cli-site") as client:
+        assert client.get("/").text == "<h1>cli deploy</h1>"
+        assert client.get("/assets/app.js").status_code == 200
+        for hidden in ("/.env", "/node_modules/dep/index.js", "/debug.log"):
+            assert client.get(hidden).status_code == 404, hidden
+    with server.admin() as admin:
+        assert admin.get("/api/apps/cli-site").json()["current"]["file_count"] == 2
+
+
+def test_deploy_name_defaults_to_directory_and_is_validated(server: FaztServer, tmp_path) -> None:
+    site = tmp_path / "docs"
+    site.mkdir()
+    (site / "index.html").write_text("docs")
+    assert server.cli("app", "deploy", str(site)).returncode == 0
+    with server.app("docs") as client:
+        assert client.get("/").text == "docs"
+
+    bad = tmp_path / "Bad_Name"
+    bad.mkdir()
+    (bad / "index.html").write_text("x")
+    out = server.cli("app", "deploy", str(bad))
+    assert out.returncode == 1
+    assert "--name" in out.stderr
+
+
+def test_list_info_rollback_remove(server: FaztServer, tmp_path) -> None:
+    site = tmp_path / "roll"
+    site.mkdir()
+    for version in ("one", "two"):
+        (site / "index.html").write_text(version)
+        assert server.cli("app", "deploy", str(site)).returncode == 0
+
+    listed = server.cli("app", "list")
+    assert listed.returncode == 0
+    assert "roll" in listed.stdout and "hello" in listed.stdout
+
+    info = server.cli("app", "info", "roll")
+    assert info.returncode == 0
+    assert "live" in info.stdout
+
+    assert server.cli("app", "rollback", "roll").returncode == 0
+    with server.app("roll") as client:
+        assert client.get("/").text == "one"
+
+    assert server.cli("app", "remove", "roll", "--yes").returncode == 0
+    missing = server.cli("app", "info", "roll")
+    assert missing.returncode == 1
+    assert "app_not_found" in missing.stderr
+
+
+def test_token_commands(server: FaztServer) -> None:
+    created = server.cli("token", "create", "--name", "laptop")
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    assert secret.startswith("fazt_")
+    listed = server.cli("token", "list")
+    assert "laptop" in listed.stdout
+    assert secret not in listed.stdout
+    token_id = next(line.split()[0] for line in listed.stdout.splitlines() if "laptop" in line)
+    # strip table borders
+    token_id = token_id.strip("│┃ ")
+    if not token_id.startswith("tok_"):
+        token_id = next(part.strip() for part in
+                        next(line for line in listed.stdout.splitlines() if "laptop" in line)
+                        .split("│") if part.strip().startswith("tok_"))
+    assert server.cli("token", "revoke", token_id).returncode == 0
+    with server.admin(secret) as client:
+        assert client.get("/api/apps").status_code == 401
+
+
+def test_cli_reports_unreachable_server(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from tests.harness import clean_env, free_port
+
+    env = clean_env(FAZT_URL=f"http://127.0.0.1:{free_port()}", FAZT_TOKEN="fazt_x")
+    out = subprocess.run([sys.executable, "-m", "fazt", "app", "list"], env=env, text=True,
+                         capture_output=True, timeout=60)
+    assert out.returncode == 1
+    assert "cannot reach fazt" in out.stderr
+
+
+def test_cli_finds_token_in_local_data_dir(server: FaztServer) -> None:
+    import subprocess
+    import sys
+
+    from tests.harness import clean_env
+
+    env = clean_env(FAZT_URL=server.url)
+    out = subprocess.run([sys.executable, "-m", "fazt", "app", "list", "--data-dir",
+                          str(server.data_dir)], env=env, text=True, capture_output=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "hello" in out.stdout
