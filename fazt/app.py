@@ -104,7 +104,8 @@ class WebService:
             example = True
         ctx = AdminContext(config=config, db=db, hosting=hosting, tokens=tokens,
                            started_at=time.monotonic())
-        root = RootApp(domain=config.domain, admin=create_admin_app(ctx), hosting=hosting)
+        root = RootApp(domain=config.domain, admin=create_admin_app(ctx),  # type: ignore[arg-type]
+                       hosting=hosting)
         try:
             async with trio.open_nursery() as nursery:
                 binds = await nursery.start(self._serve, root)

@@ -64,9 +64,11 @@ class FaztServer:
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         env = clean_env(FAZT_URL=self.url, FAZT_TOKEN=self.token, COLUMNS="200", **self.env)
         return subprocess.run([sys.executable, "-m", "fazt", *args], env=env, text=True,
-                              capture_output=True, timeout=120, input=input, cwd=self.data_dir.parent)
+                              capture_output=True, timeout=120, input=input,
+                              cwd=self.data_dir.parent)
 
-    def deploy(self, name: str, files: dict[str, bytes | str], *, kind: str = "tar") -> httpx.Response:
+    def deploy(self, name: str, files: dict[str, bytes | str], *,
+               kind: str = "tar") -> httpx.Response:
         body = make_archive(files, kind=kind)
         ctype = "application/zip" if kind == "zip" else "application/gzip"
         with self.admin() as client:
@@ -88,13 +90,13 @@ def start_server(data_dir: Path, *, env: dict[str, str] | None = None, args: tup
                  wait: bool = True) -> FaztServer:
     port = free_port()
     log_path = data_dir.parent / f"fazt-{port}.log"
-    log = log_path.open("wb")
     extra = env or {}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fazt", "run", "--port", str(port), "--data-dir", str(data_dir),
-         *args],
-        stdout=log, stderr=subprocess.STDOUT, env=clean_env(COLUMNS="200", **extra),
-        cwd=data_dir.parent, start_new_session=True)
+    with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fazt", "run", "--port", str(port), "--data-dir",
+             str(data_dir), *args],
+            stdout=log, stderr=subprocess.STDOUT, env=clean_env(COLUMNS="200", **extra),
+            cwd=data_dir.parent, start_new_session=True)
     server = FaztServer(data_dir=data_dir, port=port, proc=proc, log_path=log_path, env=extra)
     if wait:
         wait_ready(server)

@@ -15,8 +15,9 @@ rejected deploy:
   inflating.
 
 Tar is parsed here rather than with ``tarfile``: the parser is small, fails loudly where
-``tarfile`` silently stops at a bad header, and has no quadratic pax-header parsing (CPython's
-``tarfile`` had one up to 3.11.9 / 3.12.5).
+``tarfile`` silently stops at a bad header, and parses pax records in one linear pass (the
+``tarfile`` of older CPythons, such as 3.11.7, spends seconds on one crafted 64 KiB pax header:
+CVE-2024-6232).
 
 Dotfiles and ``__MACOSX/`` entries are skipped, not rejected: they are never served, and
 archivers add them without asking.

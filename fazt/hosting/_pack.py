@@ -67,7 +67,7 @@ def collect_files(root: Path) -> tuple[list[PackedFile], list[str]]:
     return files, walker.warnings
 
 
-@dataclass
+@dataclass(frozen=True)
 class _IgnoreRules:
     """The ``.gitignore`` files in effect in one directory, outermost first."""
 
@@ -85,6 +85,8 @@ class _IgnoreRules:
 
 @dataclass
 class _Walker:
+    """One walk of a site directory: the files chosen, and a warning per thing left out."""
+
     root: Path
     files: list[PackedFile] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -132,6 +134,9 @@ class _Walker:
         mode = source.stat().st_mode
         if stat.S_ISDIR(mode):
             if entry.name in _ALWAYS_SKIPPED_DIRS or rules.excludes(path, is_dir=True):
+                return
+            if len(path.encode("utf-8", "surrogateescape")) >= _MAX_PATH_BYTES:
+                self.warnings.append(f"skipped {path}/: the path is too long to deploy")
                 return
             real = source.resolve()
             if real in ancestors:

@@ -57,7 +57,8 @@ async def read_body(limit: int) -> bytes:
     if length is not None and length > limit:
         raise PayloadTooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
     request.max_content_length = limit
-    return await request.get_data(cache=False, as_text=False)
+    data = await request.get_data(cache=False, as_text=False)
+    return data if isinstance(data, bytes) else data.encode()
 
 
 async def read_json(limit: int, *, allow_empty: bool = False) -> dict[str, Any]:
@@ -93,8 +94,17 @@ def create_admin_app(ctx: AdminContext) -> QuartTrio:
         token_id = await ctx.tokens.verify(token.strip())
         if token_id is None:
             raise Unauthorized("the token is invalid or revoked")
-        request.scope["fazt.token_id"] = token_id
+        request.scope["fazt.token_id"] = token_id  # type: ignore[typeddict-unknown-key]
         return None
+
+    @app.after_request
+    async def close_if_body_unread(response: Response) -> Response:
+        # An error sent before the request body was read (401 on an upload, 415, 413) must not
+        # leave the unread body in the connection: close it, as nginx's lingering close does.
+        has_body = (request.content_length or 0) > 0 or "transfer-encoding" in request.headers
+        if response.status_code >= 400 and has_body:
+            response.headers["connection"] = "close"
+        return response
 
     @app.errorhandler(FaztError)
     async def fazt_error(exc: FaztError) -> Response:

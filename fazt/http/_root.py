@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from fazt.errors import FaztError, NotFound
 from fazt.hosting import Hosting, is_content_hashed
@@ -40,7 +41,7 @@ _ADMIN_HEADERS: Headers = [
 ]
 
 
-def request_id_of(scope: Scope) -> str:
+def request_id_of(scope: Mapping[str, Any]) -> str:
     """The request id the root assigned (``-`` outside a request)."""
     return str(scope.get("fazt.request_id", "-"))
 
@@ -63,7 +64,7 @@ class RootApp:
         if kind != "http":
             await send({"type": "websocket.close", "code": 1008})
             return
-        host, request_id = _read_headers(scope)
+        host, request_id, has_body = _read_headers(scope)
         scope["fazt.request_id"] = request_id
         rid_header = (b"x-request-id", request_id.encode())
 
@@ -73,6 +74,8 @@ class RootApp:
             return
 
         extra = [*_COMMON_HEADERS, rid_header]
+        if has_body:   # static responses never read a request body: don't leave it unread
+            extra.append((b"connection", b"close"))
         send = _with_headers(send, extra)
         head = scope["method"] == "HEAD"
         app = self._app_name(host)
@@ -103,20 +106,25 @@ def _is_api_path(scope: Scope) -> bool:
     return path == "api" or path.startswith("api/")
 
 
-def _read_headers(scope: Scope) -> tuple[str, str]:
+def _read_headers(scope: Scope) -> tuple[str, str, bool]:
+    """Host (lowercase, no port), request id (kept if well-formed) and whether a body follows."""
     host = b""
     request_id = b""
+    has_body = False
     for name, value in scope["headers"]:
         if name == b"host":
             host = value
         elif name == b"x-request-id" and _REQUEST_ID.match(value):
             request_id = value
+        elif name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            has_body = True
     text = host.decode("latin-1").lower()
     if text.startswith("["):
         text = text[: text.find("]") + 1]
     else:
         text = text.rsplit(":", 1)[0] if ":" in text else text
-    return text.rstrip("."), request_id.decode() if request_id else os.urandom(8).hex()
+    rid = request_id.decode() if request_id else os.urandom(8).hex()
+    return text.rstrip("."), rid, has_body
 
 
 def _with_headers(send: Send, extra: Headers) -> Send:

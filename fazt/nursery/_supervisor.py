@@ -145,7 +145,9 @@ class Supervisor:
         except Exception as exc:  # noqa: BLE001 - becomes ServiceCrashed, with the cause
             # What is left of an exception group once the scope has absorbed its own
             # Cancelled, e.g. a service whose internal nursery failed while being stopped.
-            self._fail(slot, exc, "failed while stopping")
+            # Raising it instead would reach the caller wrapped in an ExceptionGroup.
+            stopping = slot.scope.cancel_called
+            self._fail(slot, exc, "failed while stopping" if stopping else "crashed")
         finally:
             slot.done.set()
 

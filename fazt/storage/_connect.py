@@ -44,11 +44,12 @@ def open_connection(
     if len(key) != 32:
         raise ConfigError(f"the database key must be 32 bytes, got {len(key)}")
     existed_before = {candidate for candidate in _with_sidecars(path) if candidate.exists()}
+    created = False
     if readonly:
         if path not in existed_before:
             raise StorageError(f"no database at {path}")
     else:
-        _create_private_file(path)
+        created = _create_private_file(path)
     conn: Connection = None
     opened = False
     try:
@@ -59,11 +60,13 @@ def open_connection(
         if not opened:
             if conn is not None:
                 conn.close()
-            # Leave no trace of a failed open: remove only files that this call created.
-            for candidate in _with_sidecars(path):
-                if candidate not in existed_before:
-                    with contextlib.suppress(FileNotFoundError):
-                        candidate.unlink()
+            # A database this call created is removed again, with the sidecars it created.
+            # Files that existed before are never touched: a -wal may hold committed data.
+            if created:
+                for candidate in _with_sidecars(path):
+                    if candidate not in existed_before:
+                        with contextlib.suppress(FileNotFoundError):
+                            candidate.unlink()
     return conn
 
 
@@ -127,8 +130,8 @@ def _is_not_a_database(exc: sqlcipher3.Error) -> bool:
     return name == "SQLITE_NOTADB" or "file is not a database" in str(exc).lower()
 
 
-def _create_private_file(path: Path) -> None:
-    """Create an empty database file with mode 0600 unless it exists.
+def _create_private_file(path: Path) -> bool:
+    """Create an empty database file with mode 0600; return False if it already exists.
 
     An empty file is a valid, empty SQLite database. An existing file with group/other
     permission bits is tightened to 0600 (and a warning logged).
@@ -137,10 +140,11 @@ def _create_private_file(path: Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         _tighten_mode(path)
-        return
+        return False
     except OSError as exc:
         raise StorageError(f"cannot create database {path}: {exc.strerror}") from exc
     os.close(fd)
+    return True
 
 
 def _tighten_mode(path: Path) -> None:

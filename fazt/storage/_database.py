@@ -113,6 +113,7 @@ class Database:
         ``deadline`` is absolute, on the ``trio.current_time()`` clock. Raises
         BudgetExceeded(phase="storage") when it passes (a running query is interrupted),
         StorageClosed after ``close()``, the translated sqlite error, or what ``fn`` raised.
+        ``fn`` must fetch what it needs before returning: the transaction ends right after it.
         """
         return await self._submit(self._readers.submit, fn, deadline)
 
@@ -161,7 +162,7 @@ class Database:
         return job.unwrap()
 
     def stats(self) -> StorageStats:
-        """A consistent-enough snapshot, cheap to take (no locks, two stat() calls)."""
+        """A consistent-enough snapshot, cheap to take (one short lock, two stat() calls)."""
         writer = self._writer
         latencies_ms = sorted(writer.commit_latencies_snapshot_ms())
         return StorageStats(

@@ -64,7 +64,7 @@ def test_deploy_serve_history_rollback_remove(server: FaztServer) -> None:
         assert site.get("/post/").text == "a post"
         with server.admin() as admin:
             info = admin.get("/api/apps/blog").json()
-            assert [d["id"] for d in info["deploys"]][0] == second
+            assert info["deploys"][0]["id"] == second
             assert info["current"]["id"] == second
 
             r = admin.post("/api/apps/blog/rollback")
@@ -137,7 +137,8 @@ def test_unknown_endpoint_and_method(server: FaztServer) -> None:
 
 def test_malformed_json_body(server: FaztServer) -> None:
     with server.admin() as admin:
-        r = admin.post("/api/tokens", content=b"{nope", headers={"content-type": "application/json"})
+        r = admin.post("/api/tokens", content=b"{nope",
+                       headers={"content-type": "application/json"})
         assert r.status_code == 400
         assert _error(r)["code"] == "invalid_json"
         r = admin.post("/api/tokens", json=["list"])

@@ -1,9 +1,10 @@
 """Supervisor behaviour: ordered start, restart with backoff, fatal crashes, reverse shutdown.
 
-Every test here runs on trio's autojump clock (pytest-trio only installs a clock that the test
-itself requests, hence the ``autojump_clock`` argument everywhere), so the timings asserted
-below are exact virtual times and the module runs instantly. The ``hang_guard`` fixture turns
-a supervisor that hangs into a prompt failure instead of a stuck test run. Fake services
+Every test here runs on trio's autojump clock, so the timings asserted below are exact virtual
+times and the module runs instantly, and takes the ``hang_guard`` fixture, which turns a
+supervisor that hangs into a prompt failure instead of a stuck test run. Both are explicit
+arguments on purpose: pytest-trio only installs a clock, and only runs an async fixture, that
+the test function itself names (``usefixtures`` would silently skip the guard). Fake services
 record what happens to them into a shared ``Log``; the assertions are made against that record.
 """
 
@@ -23,8 +24,6 @@ from fazt.nursery import RestartPolicy, ServiceCrashed, ServiceState, Supervisor
 FATAL = RestartPolicy()
 RESTART = RestartPolicy(mode="restart")
 HANG_AFTER_S = 10_000.0  # virtual seconds; the longest test needs about 100
-
-pytestmark = pytest.mark.usefixtures("hang_guard")
 
 
 @pytest.fixture
@@ -185,6 +184,7 @@ def no_leaked_tasks() -> Iterator[None]:
 
 async def test_services_start_in_order_each_ready_before_the_next(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
 ) -> None:
     log = Log()
     services = [FakeService(name, log, start_s=1.0) for name in ("db", "sandbox", "http")]
@@ -208,6 +208,7 @@ async def test_services_start_in_order_each_ready_before_the_next(
 
 async def test_wait_ready_returns_once_every_service_is_ready(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
 ) -> None:
     log = Log()
     supervisor = Supervisor([FakeService(n, log, start_s=2.0) for n in ("a", "b")])
@@ -221,6 +222,7 @@ async def test_wait_ready_returns_once_every_service_is_ready(
 
 async def test_startup_failure_stops_started_services_in_reverse_order(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
 ) -> None:
     log = Log()
     a, b = FakeService("a", log), FakeService("b", log)
@@ -241,6 +243,7 @@ async def test_startup_failure_stops_started_services_in_reverse_order(
 
 async def test_startup_failure_reports_through_nursery_start(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
 ) -> None:
     log = Log()
     supervisor = Supervisor([FakeService("a", log), FakeService("b", log, fail_on_start=True)])
@@ -256,6 +259,7 @@ async def test_startup_failure_reports_through_nursery_start(
 
 async def test_shutdown_stops_services_in_reverse_order_one_at_a_time(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
 ) -> None:
     log = Log()
     services = [FakeService(n, log, stop_s=1.0) for n in ("db", "sandbox", "http")]
@@ -278,6 +282,7 @@ async def test_shutdown_stops_services_in_reverse_order_one_at_a_time(
 
 async def test_cancelling_the_caller_also_stops_in_reverse_order(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
 ) -> None:
     log = Log()
     services = [FakeService(n, log, stop_s=1.0) for n in ("db", "sandbox", "http")]
@@ -293,18 +298,28 @@ async def test_cancelling_the_caller_also_stops_in_reverse_order(
     assert log.times("db", "cancelled")[0] == pytest.approx(log.times("sandbox", "exit")[0])
 
 
-async def test_request_shutdown_is_idempotent(autojump_clock: trio.testing.MockClock) -> None:
+async def test_request_shutdown_is_idempotent(
+    autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="fazt.nursery")
     log = Log()
     supervisor = Supervisor([FakeService("a", log, start_s=0.0)])
     async with trio.open_nursery() as nursery:
         await nursery.start(supervisor.run)
-        supervisor.request_shutdown("first")
-        supervisor.request_shutdown("second")
+        supervisor.request_shutdown("SIGTERM")
+        supervisor.request_shutdown("SIGINT")  # e.g. a second signal while stopping
+        supervisor.request_shutdown("SIGTERM")
+    requested = [r.getMessage() for r in caplog.records if "shutdown requested" in r.getMessage()]
+    assert requested == ["shutdown requested: SIGTERM"]
     assert log.names("cancelled") == ["a"]
+    assert "all services stopped (SIGTERM)" in caplog.messages
 
 
 async def test_request_shutdown_before_run_starts_nothing(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
 ) -> None:
     log = Log()
     supervisor = Supervisor([FakeService("a", log), FakeService("b", log)])
@@ -318,6 +333,7 @@ async def test_request_shutdown_before_run_starts_nothing(
 
 async def test_request_shutdown_during_startup_stops_the_starting_service(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
 ) -> None:
     log = Log()
     b = FakeService("b", log, gate=trio.Event())  # never gets ready on its own
@@ -334,6 +350,7 @@ async def test_request_shutdown_during_startup_stops_the_starting_service(
 
 async def test_stop_timeout_is_enforced_and_shutdown_continues(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     log = Log()
@@ -365,6 +382,7 @@ async def test_stop_timeout_is_enforced_and_shutdown_continues(
 )
 async def test_crashed_service_restarts_with_exponential_backoff(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
     policy: RestartPolicy,
     expected_backoffs: list[float],
 ) -> None:
@@ -394,6 +412,7 @@ async def test_crashed_service_restarts_with_exponential_backoff(
 
 async def test_crash_is_logged_with_its_traceback_before_restarting(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     log = Log()
@@ -410,7 +429,7 @@ async def test_crash_is_logged_with_its_traceback_before_restarting(
 
 
 async def test_exceeding_max_restarts_is_fatal(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    autojump_clock: trio.testing.MockClock, hang_guard: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     log = Log()
     policy = RestartPolicy(mode="restart", max_restarts=2, window_s=60.0)
@@ -436,7 +455,10 @@ async def test_exceeding_max_restarts_is_fatal(
     assert "b crash 3" in critical[0].getMessage()
 
 
-async def test_restart_window_forgets_old_crashes(autojump_clock: trio.testing.MockClock) -> None:
+async def test_restart_window_forgets_old_crashes(
+    autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
+) -> None:
     log = Log()
     # One restart allowed per 10 s, and each run lives 20 s: the budget never runs out, and
     # the backoff starts again from the initial value every time.
@@ -455,6 +477,7 @@ async def test_restart_window_forgets_old_crashes(autojump_clock: trio.testing.M
 
 async def test_fatal_crash_stops_the_others_in_reverse_order(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     log = Log()
@@ -473,7 +496,7 @@ async def test_fatal_crash_stops_the_others_in_reverse_order(
 
 @pytest.mark.parametrize("policy", [RestartPolicy(), RestartPolicy(mode="restart", max_restarts=0)])
 async def test_service_that_returns_counts_as_a_crash(
-    autojump_clock: trio.testing.MockClock, policy: RestartPolicy
+    autojump_clock: trio.testing.MockClock, hang_guard: None, policy: RestartPolicy
 ) -> None:
     log = Log()
     b = FakeService("b", log, restart=policy, return_after_s=1.0)
@@ -487,6 +510,7 @@ async def test_service_that_returns_counts_as_a_crash(
 
 async def test_returning_service_is_restarted_under_a_restart_policy(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
 ) -> None:
     log = Log()
     b = FakeService("b", log, restart=RESTART, return_after_s=1.0)
@@ -500,6 +524,7 @@ async def test_returning_service_is_restarted_under_a_restart_policy(
 
 async def test_request_shutdown_during_backoff_returns_promptly(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
 ) -> None:
     log = Log()
     policy = RestartPolicy(mode="restart", backoff_initial_s=30.0, backoff_max_s=30.0)
@@ -520,7 +545,10 @@ async def test_request_shutdown_during_backoff_returns_promptly(
     assert states(supervisor) == {"a": "stopped", "b": "stopped"}
 
 
-async def test_failure_while_stopping_is_reported(autojump_clock: trio.testing.MockClock) -> None:
+async def test_failure_while_stopping_is_reported(
+    autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
+) -> None:
     log = Log()
     supervisor = Supervisor([FakeService("a", log), FakeService("b", log, fail_on_stop=True)])
     async with trio.open_nursery() as nursery:
@@ -552,6 +580,7 @@ class GroupOnStopService:
 
 async def test_exception_group_raised_while_stopping_becomes_service_crashed(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
 ) -> None:
     supervisor = Supervisor([GroupOnStopService()])
     with no_leaked_tasks():
@@ -571,6 +600,7 @@ async def test_exception_group_raised_while_stopping_becomes_service_crashed(
 
 async def test_snapshot_follows_each_service_through_its_states(
     autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
 ) -> None:
     log = Log()
     gate = trio.Event()
@@ -598,13 +628,19 @@ async def test_snapshot_follows_each_service_through_its_states(
 # --- construction ----------------------------------------------------------------------
 
 
-async def test_duplicate_service_names_are_rejected(autojump_clock: trio.testing.MockClock) -> None:
+async def test_duplicate_service_names_are_rejected(
+    autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
+) -> None:
     log = Log()
     with pytest.raises(ValueError, match="duplicate"):
         Supervisor([FakeService("a", log), FakeService("a", log)])
 
 
-async def test_run_can_only_be_called_once(autojump_clock: trio.testing.MockClock) -> None:
+async def test_run_can_only_be_called_once(
+    autojump_clock: trio.testing.MockClock,
+    hang_guard: None,
+) -> None:
     supervisor = Supervisor([])
     supervisor.request_shutdown("done")
     await supervisor.run()

