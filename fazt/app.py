@@ -137,7 +137,9 @@ def archive_limits(config: Config) -> ArchiveLimits:
     return ArchiveLimits(max_archive_bytes=config.max_deploy_bytes,
                          max_total_bytes=config.max_app_bytes, max_files=config.max_app_files,
                          max_file_bytes=config.max_file_bytes,
-                         max_ratio=config.max_compression_ratio)
+                         max_ratio=config.max_compression_ratio,
+                         # entries incl. directories and skipped junk (__MACOSX, dotfiles)
+                         max_entries=max(50_000, 4 * config.max_app_files))
 
 
 def hypercorn_config(config: Config) -> HyperConfig:
