@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
+import time
 
 import httpx
 import pytest
@@ -24,6 +26,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path) -> None:
         chunks = response.iter_bytes(64 * 1024)
         received = bytearray(next(chunks))
         srv.proc.send_signal(signal.SIGTERM)  # the download is in flight
+        assert _wait_until_refused(srv.port), "new connections are refused while draining"
         for chunk in chunks:
             received.extend(chunk)
     assert bytes(received) == big, "the in-flight request completed"
@@ -31,6 +34,17 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path) -> None:
     assert "stopped cleanly" in srv.output()
     with pytest.raises(ProcessLookupError):
         os.killpg(srv.proc.pid, 0)  # no process of its group is left
+
+
+def _wait_until_refused(port: int, timeout_s: float = 10.0) -> bool:
+    """Connect repeatedly until the listener is gone (polling for the event, bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+    return False
 
 
 def test_sigint_exits_zero(tmp_path) -> None:
