@@ -11,11 +11,12 @@ SIGTERM the web service stops accepting and drains in-flight requests (bounded b
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +26,11 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from fazt.auth import TokenStore
 from fazt.config import Config
+from fazt.errors import ConfigError
 from fazt.hosting import ArchiveContents, ArchiveFile, ArchiveLimits, Hosting, collect_files
 from fazt.http import AdminContext, RootApp, create_admin_app
-from fazt.nursery import RestartPolicy, Supervisor
-from fazt.storage import Database, StorageSettings, resolve_key
+from fazt.nursery import RestartPolicy, ServiceCrashed, Supervisor
+from fazt.storage import Database, StorageSettings, lock_data_dir, resolve_key
 
 log = logging.getLogger("fazt")
 
@@ -56,6 +58,10 @@ class StorageService:
         self.fresh = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with lock_data_dir(self._config.data_dir):
+            await self._run(task_status)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         config = self._config
         self.fresh = not config.db_path.exists()
         settings = StorageSettings(
@@ -108,7 +114,7 @@ class WebService:
                        hosting=hosting)
         try:
             async with trio.open_nursery() as nursery:
-                binds = await nursery.start(self._serve, root)
+                binds = await self._start_http(nursery, root)
                 self.started = Started(binds=binds, admin_token=admin_token,
                                        example_deployed=example,
                                        fresh_database=self._storage.fresh)
@@ -117,6 +123,19 @@ class WebService:
                 await trio.sleep_forever()   # drained: wait for the supervisor to stop us
         finally:
             self._stopped.set()
+
+    async def _start_http(self, nursery: trio.Nursery, root: RootApp) -> list[str]:
+        try:
+            binds: list[str] = await nursery.start(self._serve, root)
+        except BaseExceptionGroup as group:  # translated at the boundary: the operator can act
+            in_use, _ = group.split(lambda e: isinstance(e, OSError)
+                                    and e.errno == errno.EADDRINUSE)
+            if in_use is None:
+                raise
+            config = self._config
+            raise ConfigError(f"{config.host}:{config.port} is already in use "
+                              "(choose another --port)") from group
+        return binds
 
     async def _serve(self, root: RootApp, *,
                      task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
@@ -134,10 +153,10 @@ class WebService:
 
 
 def archive_limits(config: Config) -> ArchiveLimits:
-    return ArchiveLimits(max_archive_bytes=config.max_deploy_bytes,
-                         max_total_bytes=config.max_app_bytes, max_files=config.max_app_files,
+    return ArchiveLimits(max_deploy_bytes=config.max_deploy_bytes,
+                         max_app_bytes=config.max_app_bytes, max_app_files=config.max_app_files,
                          max_file_bytes=config.max_file_bytes,
-                         max_ratio=config.max_compression_ratio,
+                         max_compression_ratio=config.max_compression_ratio,
                          # entries incl. directories and skipped junk (__MACOSX, dotfiles)
                          max_entries=max(50_000, 4 * config.max_app_files))
 
@@ -173,21 +192,46 @@ def _example_contents() -> ArchiveContents:
 
 
 async def serve(config: Config, *, on_ready: Callable[[Started], None]) -> None:
-    """Run until SIGINT/SIGTERM; raises ServiceCrashed when a service dies."""
+    """Run until SIGINT/SIGTERM; raises ServiceCrashed when a service dies.
+
+    The first signal drains (bounded by ``shutdown_grace_s``); a second one stops at once.
+    """
     storage = StorageService(config)
     web = WebService(config, storage)
     supervisor = Supervisor([storage, web], stop_timeout_s=config.shutdown_grace_s + 5)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(supervisor.run)
-            assert web.started is not None
-            on_ready(web.started)
-            async for signum in signals:
-                log.info("received %s: draining", signal.Signals(signum).name)
-                break
-            with trio.move_on_after(config.shutdown_grace_s + 1):
-                await web.drain()
-            supervisor.request_shutdown("signal")
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(supervisor.run)
+                assert web.started is not None
+                on_ready(web.started)
+                async for signum in signals:
+                    log.info("received %s: draining (again to stop at once)",
+                             signal.Signals(signum).name)
+                    break
+                with trio.move_on_after(config.shutdown_grace_s + 1):
+                    async with trio.open_nursery() as draining:
+                        draining.start_soon(_cancel_on_signal, signals, draining.cancel_scope)
+                        await web.drain()
+                        draining.cancel_scope.cancel(reason="drained")
+                supervisor.request_shutdown("signal")
+    except BaseExceptionGroup as group:
+        crashed, _ = group.split(ServiceCrashed)
+        if crashed is None:
+            raise
+        raise _first_leaf(crashed)  # noqa: B904 - the leaf keeps its own __cause__
+
+
+async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for signum in signals:
+        log.warning("received %s again: stopping without waiting", signal.Signals(signum).name)
+        scope.cancel(reason="second signal")
+        return
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 __all__ = ["Started", "archive_limits", "hypercorn_config", "serve"]

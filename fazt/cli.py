@@ -81,6 +81,8 @@ def run(host: str | None, port: int | None, domain: str | None, data_dir: str | 
         trio.run(lambda: serve(config, on_ready=ready))
     except ServiceCrashed as exc:
         cause = exc.__cause__
+        while isinstance(cause, BaseExceptionGroup):
+            cause = cause.exceptions[0]
         detail = cause.message if isinstance(cause, FaztError) else str(cause or exc)
         _fail(f"{exc.service} failed: {detail}")
     console.print("stopped cleanly")
@@ -158,8 +160,9 @@ def app_deploy(directory: Path, name: str | None, **kwargs: Any) -> None:
                        headers={"content-type": "application/gzip",
                                 "content-length": str(len(archive))})
     deploy = result["deploy"]
-    console.print(f"deployed [bold]{name}[/] (deploy {deploy['id']}, {deploy['file_count']} "
-                  f"files, {_size(deploy['total_bytes'])})")
+    count = deploy["file_count"]
+    console.print(f"deployed [bold]{name}[/] (deploy {deploy['id']}, {count} "
+                  f"file{'' if count == 1 else 's'}, {_size(deploy['total_bytes'])})")
     for skipped in result.get("skipped", []):
         err_console.print(f"[yellow]skipped:[/] {skipped}", highlight=False)
     console.print(result["url"], highlight=False, soft_wrap=True)

@@ -4,7 +4,7 @@ CREATE TABLE apps (
     current_deploy_id INTEGER REFERENCES deploys(id) DEFERRABLE INITIALLY DEFERRED
 ) WITHOUT ROWID;
 CREATE TABLE deploys (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids are never reused, even after a remove
     app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
     created_at TEXT NOT NULL,
     file_count INTEGER NOT NULL,

@@ -22,7 +22,8 @@ from pathlib import Path
 from pathspec import GitIgnoreSpec
 
 from fazt.errors import ArchiveRejected
-from fazt.hosting._archive import ArchiveLimits, clean_entry_name, collision_key
+from fazt.hosting._contents import ArchiveLimits
+from fazt.hosting._entries import clean_entry_name, collision_key
 
 __all__ = ["PackedFile", "collect_files", "pack_tar_gz"]
 

@@ -79,7 +79,7 @@ async def read_json(limit: int, *, allow_empty: bool = False) -> dict[str, Any]:
 def create_admin_app(ctx: AdminContext) -> QuartTrio:
     from fazt.http import routes_apps, routes_system, routes_tokens
 
-    app = QuartTrio("fazt.admin")
+    app = QuartTrio("fazt.admin", static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=ctx.config.max_deploy_bytes, BODY_TIMEOUT=60,
                       PROVIDE_AUTOMATIC_OPTIONS=False, JSON_SORT_KEYS=False)
 
@@ -120,7 +120,9 @@ def create_admin_app(ctx: AdminContext) -> QuartTrio:
         message = {404: f"no such endpoint: {request.method} {request.path}",
                    405: f"{request.method} is not allowed on {request.path}",
                    413: "request body too large"}.get(status, exc.description or code)
-        return _error_response(code, message, status)
+        allowed = getattr(exc, "valid_methods", None)
+        headers = {"allow": ", ".join(sorted(allowed))} if status == 405 and allowed else None
+        return _error_response(code, message, status, headers)
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:

@@ -1,6 +1,7 @@
 """The root ASGI callable: request id, security headers, routing by Host.
 
-    admin hosts (<domain>, admin.<domain>, localhost, loopback IPs)  /api/*  -> admin API (quart)
+    admin hosts (<domain>, admin.<domain>, localhost, IP literals)   /api/*  -> admin API (quart)
+                                                                     /       -> 302 /api/
     <app>.<domain>                                                   /api/*  -> the app's API
                                                                      else    -> static fast path
     anything else                                                            -> 404
@@ -11,21 +12,35 @@ throughput, see docs/discussion/static-serving.md).
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import unquote
+
+import trio
 
 from fazt.errors import FaztError, NotFound
 from fazt.hosting import Hosting, is_content_hashed
 from fazt.http._paths import normalize_request_path, scope_path_bytes
-from fazt.http._responses import Headers, Message, Receive, Scope, Send, send_json_error
+from fazt.http._responses import (
+    Headers,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    send_bytes,
+    send_json_error,
+)
 from fazt.http._static import send_not_found, serve_static
 
 log = logging.getLogger("fazt.http")
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_SEND_TIMEOUT_S = 30.0
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 _APP_LABEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -51,8 +66,7 @@ class RootApp:
 
     def __init__(self, *, domain: str, admin: ASGIApp, hosting: Hosting) -> None:
         self._domain_suffix = "." + domain
-        self._admin_hosts = frozenset({domain, "admin." + domain, "localhost", "127.0.0.1",
-                                       "[::1]"})
+        self._admin_hosts = frozenset({domain, "admin." + domain, "localhost"})
         self._admin = admin
         self._hosting = hosting
 
@@ -65,12 +79,23 @@ class RootApp:
             await send({"type": "websocket.close", "code": 1008})
             return
         host, request_id, has_body = _read_headers(scope)
+        target_host = _to_origin_form(scope)
+        if target_host is not None:
+            host = target_host
         scope["fazt.request_id"] = request_id
         rid_header = (b"x-request-id", request_id.encode())
 
-        if host in self._admin_hosts:
-            extra = [*_ADMIN_HEADERS, rid_header]
-            await self._admin(scope, receive, _with_headers(send, extra))
+        if host in self._admin_hosts or _is_ip_literal(host):
+            send = _with_headers(send, [*_ADMIN_HEADERS, rid_header])
+            path = scope["path"]
+            if path == "/api" or path.startswith("/api/"):
+                await self._admin(scope, receive, _shield_sends(send))
+            elif path == "/":
+                await send_bytes(send, 302, b"", content_type=b"text/plain",
+                                 headers=[(b"location", b"/api/")])
+            else:
+                await send_json_error(send, NotFound(f"nothing at {path}: the admin API is "
+                                                     "under /api/"), request_id=request_id)
             return
 
         extra = [*_COMMON_HEADERS, rid_header]
@@ -100,6 +125,36 @@ class RootApp:
         return label if _APP_LABEL.match(label) else None
 
 
+@functools.lru_cache(maxsize=256)
+def _is_ip_literal(host: str) -> bool:
+    """A bare IP address as Host: no app can be addressed that way, so it is the admin host."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _to_origin_form(scope: Scope) -> str | None:
+    """Rewrite an absolute-form target (``GET http://a.localhost/x``) to origin form.
+
+    RFC 9112 section 3.2.2: a server must accept it, and its authority replaces ``Host``.
+    Returns that host (lowercase, no port), or None for the usual origin-form request.
+    """
+    raw: bytes = scope.get("raw_path") or b""
+    lowered = raw[:8].lower()
+    if not lowered.startswith((b"http://", b"https://")):
+        return None
+    rest = raw.split(b"://", 1)[1]
+    authority, slash, path = rest.partition(b"/")
+    scope["raw_path"] = slash + path if slash else b"/"
+    scope["path"] = unquote(scope["raw_path"].decode("latin-1"))
+    host = authority.rpartition(b"@")[2].decode("latin-1").lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0].rstrip(".")
+
+
 def _is_api_path(scope: Scope) -> bool:
     """Decided on the normalized path, as the static server sees it (``//api/x`` is API too)."""
     path = normalize_request_path(scope_path_bytes(scope)).path
@@ -125,6 +180,22 @@ def _read_headers(scope: Scope) -> tuple[str, str, bool]:
         text = text.rsplit(":", 1)[0] if ":" in text else text
     rid = request_id.decode() if request_id else os.urandom(8).hex()
     return text.rstrip("."), rid, has_body
+
+
+def _shield_sends(send: Send) -> Send:
+    """Protect hypercorn's sends from quart-trio's cancellation.
+
+    quart-trio cancels its request nursery as soon as hypercorn reports ``http.disconnect``,
+    which hypercorn does during the final body send; the cancel then lands inside hypercorn's
+    connection recycling, and the connection is never closed nor returned to keep-alive (a
+    socket and a task leaked per admin request). Shielded, bounded sends let hypercorn finish.
+    """
+
+    async def shielded(message: Message) -> None:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + _SEND_TIMEOUT_S):
+            await send(message)
+
+    return shielded
 
 
 def _with_headers(send: Send, extra: Headers) -> Send:

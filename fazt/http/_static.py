@@ -10,7 +10,8 @@ warm request costs a path normalization, a few dict look-ups and the body send.
 What it implements: GET and HEAD; directory indexes and the redirects around them; SPA fallback;
 the app's own ``404.html``; strong ETags and ``If-None-Match``; precompressed ``.br``/``.gz``
 siblings chosen from ``Accept-Encoding``; single byte ranges with ``If-Range``. Dotfiles are never
-served. Security headers and request ids are added by a middleware above this module.
+served. Security headers and request ids are added by a middleware above this module. Parsing and
+matching of the request headers live in :mod:`fazt.http._conditional`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ from fazt.errors import (
     StorageCorrupt,
 )
 from fazt.hosting._site import Site, StaticFile
+from fazt.http._conditional import (
+    accepted_encodings,
+    none_match,
+    parse_range,
+    range_applies,
+    request_headers,
+)
 from fazt.http._paths import RequestPath, normalize_request_path, quote_path, scope_path_bytes
 from fazt.http._responses import Message, Receive, Scope, Send
 
@@ -62,15 +70,8 @@ _SHORT_LIVED: Final = b"public, max-age=300"
 _ENCODINGS: Final = ((".br", b"br"), (".gz", b"gzip"))
 _ETAG_SUFFIX: Final = {b"": b"", b"br": b"-br", b"gzip": b"-gz"}
 
-# The only request headers this module reads.
-_WANTED_HEADERS: Final = frozenset(
-    (b"accept", b"accept-encoding", b"range", b"if-range", b"if-none-match")
-)
 _ALLOW: Final = ((b"allow", b"GET, HEAD"),)
 _QUERY_SAFE = re.compile(rb"[\x21-\x7e]*")
-# Digits beyond this many exceed any real file size; they are clamped instead of parsed.
-_MAX_OFFSET_DIGITS: Final = 18
-_HUGE: Final = 10**_MAX_OFFSET_DIGITS
 
 _NOT_FOUND_PAGE: Final = (
     b'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -138,7 +139,7 @@ async def serve_static(
     except InvalidPath as exc:
         await _send_error(send, exc, head=head)
         return
-    headers = _request_headers(scope.get("headers", ()))
+    headers = request_headers(scope.get("headers", ()))
     found = _resolve(site, request, headers.get(b"accept", b""))
     if found is None:
         await send_not_found(send, head=head)
@@ -211,7 +212,7 @@ def _select(
     ]
     content, coding = file, b""
     if variants and b"range" not in headers:
-        accepted = _accepted_encodings(headers.get(b"accept-encoding", b""))
+        accepted = accepted_encodings(headers.get(b"accept-encoding", b""))
         for variant, variant_coding in variants:
             if variant_coding in accepted:
                 content, coding = variant, variant_coding
@@ -259,102 +260,6 @@ def _representation(
     )
 
 
-# --- request headers ---------------------------------------------------------------------
-
-
-def _request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
-    """The request headers this module reads, repeated ones joined with commas."""
-    wanted: dict[bytes, bytes] = {}
-    for name, value in raw:
-        key = bytes(name).lower()
-        if key in _WANTED_HEADERS:
-            previous = wanted.get(key)
-            wanted[key] = bytes(value) if previous is None else previous + b", " + value
-    return wanted
-
-
-@lru_cache(maxsize=256)
-def _accepted_encodings(header: bytes) -> tuple[bytes, ...]:
-    """The precompressed codings ``Accept-Encoding`` allows, most preferred first.
-
-    Brotli wins over gzip whenever both are allowed (q > 0); ``*`` covers codings not named.
-    Browsers send a handful of distinct values, so the parse is cached.
-    """
-    qvalues: dict[bytes, float] = {}
-    for item in header.split(b","):
-        coding, _, params = item.partition(b";")
-        coding = coding.strip().lower()
-        if coding:
-            qvalues[coding] = _qvalue(params)
-    anything = qvalues.get(b"*", 0.0)
-    gzip = qvalues.get(b"gzip", qvalues.get(b"x-gzip", anything))
-    allowed = (b"br", qvalues.get(b"br", anything)), (b"gzip", gzip)
-    return tuple(coding for coding, q in allowed if q > 0)
-
-
-def _qvalue(params: bytes) -> float:
-    """The ``q`` parameter of one Accept-Encoding item (1 if absent, 0 if malformed)."""
-    for param in params.split(b";"):
-        name, _, value = param.partition(b"=")
-        if name.strip().lower() == b"q":
-            try:
-                q = float(value.strip())
-            except ValueError:
-                return 0.0
-            return q if 0.0 <= q <= 1.0 else 0.0
-    return 1.0
-
-
-def _none_match(header: bytes, etag: bytes) -> bool:
-    """Whether ``If-None-Match`` matches ``etag`` (weak comparison, RFC 9110 §13.1.2)."""
-    for candidate in header.split(b","):
-        tag = candidate.strip()
-        if tag == b"*" or tag.removeprefix(b"W/") == etag:
-            return True
-    return False
-
-
-def _range_applies(if_range: bytes | None, etag: bytes) -> bool:
-    """Whether ``If-Range`` lets the Range be honoured (strong comparison; dates never match,
-    since no Last-Modified is sent)."""
-    return if_range is None or if_range.strip() == etag
-
-
-def _parse_range(header: bytes, size: int) -> tuple[int, int] | None:
-    """The inclusive ``(first, last)`` byte span a ``Range`` header asks for.
-
-    ``None`` means "ignore it and send the whole file": a unit other than bytes, several ranges
-    (allowed by RFC 9110 §14.2), or a suffix range of an empty file. Bad syntax and spans that
-    start past the end raise :class:`RangeNotSatisfiable`.
-    """
-    unit, equals, spec = header.partition(b"=")
-    if not equals or unit.strip().lower() != b"bytes":
-        return None
-    if b"," in spec:
-        return None
-    first, dash, last = spec.strip().partition(b"-")
-    if not dash:
-        raise RangeNotSatisfiable("malformed byte range")
-    if not first:
-        length = _offset(last)
-        if length == 0:
-            raise RangeNotSatisfiable("empty suffix range")
-        return None if size == 0 else (max(0, size - length), size - 1)
-    start = _offset(first)
-    end = _offset(last) if last else size - 1
-    if end < start or start >= size:
-        raise RangeNotSatisfiable("the byte range is outside the file")
-    return start, min(end, size - 1)
-
-
-def _offset(text: bytes) -> int:
-    """A byte offset from a Range header; absurdly long numbers are clamped, not parsed."""
-    digits = text.strip()
-    if not digits.isdigit():
-        raise RangeNotSatisfiable("malformed byte range")
-    return _HUGE if len(digits) > _MAX_OFFSET_DIGITS else int(digits)
-
-
 # --- responses ---------------------------------------------------------------------------
 
 
@@ -370,14 +275,14 @@ async def _send_target(
     """Send a stored file, honouring If-None-Match, Range and If-Range for 200 responses."""
     if status == 200:
         if_none_match = headers.get(b"if-none-match")
-        if if_none_match is not None and _none_match(if_none_match, representation.etag):
+        if if_none_match is not None and none_match(if_none_match, representation.etag):
             await _send_response(send, 304, list(representation.not_modified_headers), b"")
             return
         byte_range = headers.get(b"range")
-        if byte_range is not None and _range_applies(headers.get(b"if-range"), representation.etag):
+        if byte_range is not None and range_applies(headers.get(b"if-range"), representation.etag):
             size = representation.content.size
             try:
-                span = _parse_range(byte_range, size)
+                span = parse_range(byte_range, size)
             except RangeNotSatisfiable as exc:
                 extra = ((b"content-range", b"bytes */%d" % size),)
                 await _send_error(send, exc, head=head, extra=extra)

@@ -22,7 +22,9 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
     async def list_apps() -> Response:
         apps = await hosting.list_apps()
         return json_response({"apps": [
-            {**a.to_json(), "url": config.public_url(a.name)} for a in apps]})
+            {"name": a.name, "created_at": a.created_at,
+             "current": a.current.to_json() if a.current else None,
+             "url": config.public_url(a.name)} for a in apps]})
 
     @app.get("/api/apps/<name>")
     async def app_info(name: str) -> Response:

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import trio
 
+from fazt.errors import FaztError
+
 from ._errors import ServiceCrashed
 from ._service import Service, ServiceState
 from ._slot import ReadyStatus, Slot
@@ -207,7 +209,19 @@ class Supervisor:
         """Record a fatal failure, log it loudly, and make ``run()`` shut everything down."""
         slot.state = "crashed"
         slot.record_error(error)
-        logger.critical("service %r %s: %r", slot.name, message, error, exc_info=error)
+        # A FaztError (wrong key, bad config) says all there is to say; anything else is a bug
+        # whose traceback is wanted.
+        leaf = _sole_leaf(error)
+        expected = isinstance(leaf, FaztError)
+        logger.critical("service %r %s: %s", slot.name, message,
+                        leaf if expected else repr(error), exc_info=None if expected else error)
         if self._failure is None:
             self._failure = (slot.name, message, error)
         self._main_scope.cancel(reason=f"crash: {slot.name}")
+
+
+def _sole_leaf(error: BaseException) -> BaseException:
+    """The one exception inside nested single-member groups (strict nurseries wrap errors)."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error

@@ -13,6 +13,7 @@ from ._database import StorageSettings as StorageSettings
 from ._database import StorageStats as StorageStats
 from ._errors import map_sqlite_errors as map_sqlite_errors
 from ._keys import resolve_key as resolve_key
+from ._lock import lock_data_dir as lock_data_dir
 
 __all__ = [
     "BackupResult",
@@ -20,6 +21,7 @@ __all__ = [
     "StorageSettings",
     "StorageStats",
     "backup_database",
+    "lock_data_dir",
     "map_sqlite_errors",
     "open_connection",
     "resolve_key",

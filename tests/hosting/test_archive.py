@@ -302,12 +302,12 @@ def fix_tar_checksum(raw: bytearray, header_offset: int) -> None:
 
 def test_archive_bytes_are_checked_before_parsing() -> None:
     data = make_zip([("a.txt", b"x" * 1000)], compression=zipfile.ZIP_STORED)
-    limits = ArchiveLimits(max_archive_bytes=len(data) - 1)
-    with pytest.raises(ArchiveTooLarge, match="max_archive_bytes"):
+    limits = ArchiveLimits(max_deploy_bytes=len(data) - 1)
+    with pytest.raises(ArchiveTooLarge, match="max_deploy_bytes"):
         read_archive(data, limits=limits)
-    with pytest.raises(ArchiveTooLarge, match="max_archive_bytes"):
+    with pytest.raises(ArchiveTooLarge, match="max_deploy_bytes"):
         read_archive(b"garbage" * 1000, limits=limits)
-    assert paths(read_archive(data, limits=ArchiveLimits(max_archive_bytes=len(data)))) == ["a.txt"]
+    assert paths(read_archive(data, limits=ArchiveLimits(max_deploy_bytes=len(data)))) == ["a.txt"]
 
 
 @pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
@@ -319,9 +319,9 @@ def test_max_files_counts_kept_files_only(fmt: str) -> None:
         if fmt == "zip"
         else (make_tar_gz([*files.items(), *noise.items(), tar_dir("d")]))
     )
-    assert len(read_archive(data, limits=ArchiveLimits(max_files=4)).files) == 4
-    with pytest.raises(ArchiveTooLarge, match=r"more than 3 files \(max_files\)"):
-        read_archive(data, limits=ArchiveLimits(max_files=3))
+    assert len(read_archive(data, limits=ArchiveLimits(max_app_files=4)).files) == 4
+    with pytest.raises(ArchiveTooLarge, match=r"more than 3 files \(max_app_files\)"):
+        read_archive(data, limits=ArchiveLimits(max_app_files=3))
 
 
 @pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
@@ -349,10 +349,10 @@ def test_max_file_bytes(fmt: str) -> None:
 
 @pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
 def test_max_total_bytes(fmt: str) -> None:
-    limits = ArchiveLimits(max_total_bytes=1000)
+    limits = ArchiveLimits(max_app_bytes=1000)
     make = make_zip if fmt == "zip" else make_tar_gz
     assert len(read_archive(make([("a", b"x" * 500), ("b", b"y" * 500)]), limits=limits).files) == 2
-    with pytest.raises(ArchiveTooLarge, match="max_total_bytes"):
+    with pytest.raises(ArchiveTooLarge, match="max_app_bytes"):
         read_archive(make([("a", b"x" * 500), ("b", b"y" * 500), ("c", b"z")]), limits=limits)
 
 
@@ -362,7 +362,7 @@ def test_max_ratio_applies_past_one_mebibyte(fmt: str) -> None:
     small = make([("zeros.bin", bytes(MIB // 2))])
     assert len(small) * 200 < MIB // 2  # far more than 200:1, yet below the 1 MiB floor
     assert len(read_archive(small, limits=LIMITS).files) == 1
-    with pytest.raises(ArchiveTooLarge, match=r"200 times its size \(max_ratio\)"):
+    with pytest.raises(ArchiveTooLarge, match=r"200 times its size \(max_compression_ratio\)"):
         read_archive(make([("zeros.bin", bytes(2 * MIB))]), limits=LIMITS)
 
 
@@ -380,7 +380,7 @@ def test_skipped_tar_entries_count_towards_the_inflated_stream() -> None:
     noise = random.Random(2).randbytes(3 * MIB)  # incompressible: the ratio is not what stops it
     data = make_tar_gz([(".git/objects/pack", noise), ("index.html", b"x")])
     with pytest.raises(ArchiveTooLarge, match="inflates to more than"):
-        read_archive(data, limits=ArchiveLimits(max_total_bytes=MIB))
+        read_archive(data, limits=ArchiveLimits(max_app_bytes=MIB))
 
 
 def test_zip_entry_count_is_checked_before_zipfile_parses_the_directory(
@@ -573,7 +573,7 @@ def test_any_safe_tree_round_trips_through_both_formats(files: dict[str, bytes])
         assert paths(contents) == sorted(files)
 
 
-FUZZ_LIMITS = ArchiveLimits(max_total_bytes=MIB, max_file_bytes=MIB // 2, max_files=50)
+FUZZ_LIMITS = ArchiveLimits(max_app_bytes=MIB, max_file_bytes=MIB // 2, max_app_files=50)
 SEEDS = [
     make_zip(SITE.items() - {("assets/js/app.3f9a2b1c.js", SITE["assets/js/app.3f9a2b1c.js"])}),
     make_zip([("a.txt", b"stored " * 20), ("d/", b"")], compression=zipfile.ZIP_STORED),

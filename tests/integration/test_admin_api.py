@@ -182,3 +182,27 @@ def test_unknown_host_and_unknown_app(server: FaztServer) -> None:
     with httpx.Client(base_url=server.url, headers={"host": "evil.example"},
                       trust_env=False) as client:
         assert client.get("/").status_code == 404
+
+
+def test_admin_host_outside_api(server: FaztServer) -> None:
+    with server.admin(token="") as client:
+        root = client.get("/")
+        assert root.status_code == 302
+        assert root.headers["location"] == "/api/"
+        other = client.get("/favicon.ico")
+        assert other.status_code == 404
+        assert _error(other)["code"] == "not_found"
+
+
+def test_ip_literal_host_reaches_the_admin_api(server: FaztServer) -> None:
+    import httpx
+
+    with httpx.Client(base_url=server.url, trust_env=False) as client:  # Host: 127.0.0.1:port
+        assert client.get("/api/health").json() == {"status": "ok"}
+
+
+def test_405_names_the_allowed_methods(server: FaztServer) -> None:
+    with server.admin() as admin:
+        r = admin.patch("/api/tokens")
+    assert r.status_code == 405
+    assert set(r.headers["allow"].split(", ")) >= {"GET", "POST"}

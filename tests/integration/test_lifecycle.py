@@ -42,7 +42,7 @@ def _wait_until_refused(port: int, timeout_s: float = 10.0) -> bool:
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except ConnectionRefusedError:
+        except OSError:  # refused, or reset/timed out in the closing listener's queue
             return True
     return False
 

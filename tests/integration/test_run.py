@@ -106,3 +106,23 @@ def test_python_dash_m_and_version() -> None:
     out = subprocess.run([sys.executable, "-m", "fazt", "--version"], capture_output=True,
                          text=True, env=clean_env(), check=True)
     assert __version__ in out.stdout
+
+
+def test_second_server_on_the_same_data_dir_is_refused(server: FaztServer) -> None:
+    other = start_server(server.data_dir, wait=False)
+    assert other.proc.wait(30) != 0
+    out = other.output()
+    assert "another fazt is already running" in out
+    assert "Traceback" not in out
+
+
+def test_port_in_use_is_a_clear_error(server: FaztServer, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "fazt", "run", "--port", str(server.port),
+                          "--data-dir", str(tmp_path / "other")], capture_output=True, text=True,
+                         env=clean_env(), timeout=60)
+    assert out.returncode == 1
+    assert "already in use" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout

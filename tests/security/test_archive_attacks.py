@@ -295,15 +295,19 @@ def timed_rejection(data: bytes, limits: ArchiveLimits) -> tuple[ArchiveTooLarge
 
 BOMB_LIMITS = [
     pytest.param(
-        ArchiveLimits(max_file_bytes=2**40, max_total_bytes=2**40), "max_ratio", id="ratio"
+        ArchiveLimits(max_file_bytes=2**40, max_app_bytes=2**40),
+        "max_compression_ratio",
+        id="ratio",
     ),
     pytest.param(
-        ArchiveLimits(max_file_bytes=2**40, max_total_bytes=20 * MIB, max_ratio=1e9),
-        "max_total_bytes",
+        ArchiveLimits(max_file_bytes=2**40, max_app_bytes=20 * MIB, max_compression_ratio=1e9),
+        "max_app_bytes",
         id="total",
     ),
     pytest.param(
-        ArchiveLimits(max_file_bytes=20 * MIB, max_ratio=1e9), "max_file_bytes", id="file"
+        ArchiveLimits(max_file_bytes=20 * MIB, max_compression_ratio=1e9),
+        "max_file_bytes",
+        id="file",
     ),
 ]
 
@@ -336,7 +340,7 @@ def test_gzip_tar_bomb_is_stopped_on_an_uncompressed_quota(
     error, elapsed = timed_rejection(built_tar_bomb, limits)
     assert quota in str(error)
     assert elapsed < 1.0
-    assert max(inflated) <= limits.max_total_bytes + 2 * MIB
+    assert max(inflated) <= limits.max_app_bytes + 2 * MIB
 
 
 def spy_on_inflated_bytes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -358,11 +362,11 @@ def test_ten_gib_of_gzip_members_is_stopped_at_the_total_quota(
     data = gzip.compress(huge_member_header(10 * 2**30), mtime=0) + member * 10 * 1024
     assert len(data) < 12 * MIB
     inflated = spy_on_inflated_bytes(monkeypatch)
-    limits = ArchiveLimits(max_total_bytes=100 * MIB, max_file_bytes=2**40)
+    limits = ArchiveLimits(max_app_bytes=100 * MIB, max_file_bytes=2**40)
     error, elapsed = timed_rejection(data, limits)
-    assert "max_total_bytes" in str(error)
+    assert "max_app_bytes" in str(error)
     assert elapsed < 1.0
-    assert max(inflated) <= limits.max_total_bytes + 2 * MIB
+    assert max(inflated) <= limits.max_app_bytes + 2 * MIB
 
 
 @pytest.mark.parametrize("typeflag", [tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME])
@@ -375,7 +379,9 @@ def test_huge_tar_extended_header_is_refused_before_it_is_read(typeflag: bytes) 
 
 def test_zeros_after_the_end_of_the_tar_archive_are_a_bomb_too() -> None:
     data = gzip_stream(make_tar([("index.html", b"x")]), BOMB_MIB)
-    error, elapsed = timed_rejection(data, ArchiveLimits(max_ratio=1e9, max_total_bytes=20 * MIB))
+    error, elapsed = timed_rejection(
+        data, ArchiveLimits(max_compression_ratio=1e9, max_app_bytes=20 * MIB)
+    )
     assert "inflates to more than" in str(error)
     assert elapsed < 1.0
 
@@ -426,14 +432,14 @@ def test_zip_with_100k_entries_is_rejected_from_its_central_directory(
 def test_zip_with_100k_entries_is_rejected_on_max_files(hundred_thousand_entry_zip: bytes) -> None:
     limits = ArchiveLimits(max_entries=1_000_000)
     error, _ = timed_rejection(hundred_thousand_entry_zip, limits)
-    assert "more than 10000 files (max_files)" in str(error)
+    assert "more than 10000 files (max_app_files)" in str(error)
 
 
 def test_tar_gz_with_100k_entries_is_rejected_on_max_files(
     hundred_thousand_entry_tar_gz: bytes,
 ) -> None:
     error, elapsed = timed_rejection(hundred_thousand_entry_tar_gz, LIMITS)
-    assert "more than 10000 files (max_files)" in str(error)
+    assert "more than 10000 files (max_app_files)" in str(error)
     assert elapsed < 1.0
 
 
