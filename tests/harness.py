@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tests.archives import make_archive
 
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 30.0
@@ -120,19 +119,3 @@ def wait_ready(server: FaztServer) -> None:
             time.sleep(0.05)  # polling for readiness, not waiting for things to settle
     server.stop(signal.SIGKILL)
     raise RuntimeError(f"fazt did not become ready:\n{server.output()}")
-
-
-def make_archive(files: dict[str, bytes | str], *, kind: str = "tar") -> bytes:
-    buf = io.BytesIO()
-    if kind == "zip":
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name, data in files.items():
-                zf.writestr(name, data)
-    else:
-        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-            for name, data in files.items():
-                raw = data.encode() if isinstance(data, str) else data
-                info = tarfile.TarInfo(name)
-                info.size = len(raw)
-                tf.addfile(info, io.BytesIO(raw))
-    return buf.getvalue()

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import random
 import shutil
 import subprocess
 import tarfile
 import zipfile
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -27,44 +25,10 @@ from fazt.hosting._archive import (
     clean_entry_name,
     read_archive,
 )
+from tests.archives import TarItem, make_tar, make_tar_gz, make_zip
 
 LIMITS = ArchiveLimits()
 MIB = 2**20
-
-TarItem = tuple[str, bytes] | tarfile.TarInfo
-
-
-def make_zip(
-    entries: Iterable[tuple[str, bytes]],
-    *,
-    compression: int = zipfile.ZIP_DEFLATED,
-    comment: bytes = b"",
-) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        archive.comment = comment
-        for name, data in entries:
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-def make_tar(items: Iterable[TarItem], *, fmt: int = tarfile.PAX_FORMAT) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=fmt, encoding="utf-8") as archive:
-        for item in items:
-            if isinstance(item, tarfile.TarInfo):
-                archive.addfile(item)
-            else:
-                name, data = item
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def make_tar_gz(items: Iterable[TarItem], *, fmt: int = tarfile.PAX_FORMAT) -> bytes:
-    return gzip.compress(make_tar(items, fmt=fmt), mtime=0)
-
 
 def tar_dir(name: str) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -11,18 +9,12 @@ import trio
 
 from fazt.errors import AppNotFound, ArchiveRejected, Conflict, DeployNotFound, InvalidAppName
 from fazt.hosting import ArchiveLimits, Hosting
+from tests.archives import make_archive
 from tests.core_db import open_core_db
 
 
 def tgz(files: dict[str, str | bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in files.items():
-            raw = data.encode() if isinstance(data, str) else data
-            info = tarfile.TarInfo(name)
-            info.size = len(raw)
-            tf.addfile(info, io.BytesIO(raw))
-    return buf.getvalue()
+    return make_archive(files)
 
 
 @pytest.fixture

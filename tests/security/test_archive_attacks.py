@@ -13,7 +13,6 @@ import stat
 import tarfile
 import time
 import unicodedata
-import warnings
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -23,6 +22,7 @@ import pytest
 from fazt.errors import ArchiveRejected, ArchiveTooLarge, DeployError
 from fazt.hosting import _archive
 from fazt.hosting._archive import ArchiveLimits, read_archive
+from tests.archives import TarItem, make_tar, make_tar_gz, make_zip
 
 pytestmark = pytest.mark.security
 
@@ -30,42 +30,6 @@ LIMITS = ArchiveLimits()
 MIB = 2**20
 ZEROS_MIB = bytes(MIB)
 BOMB_MIB = 300
-
-TarItem = tuple[str, bytes] | tarfile.TarInfo
-
-
-def make_zip(entries: Iterable[tuple[str | zipfile.ZipInfo, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # zipfile warns on duplicate names
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name, data in entries:
-                archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-def make_tar(
-    items: Iterable[TarItem],
-    *,
-    fmt: int = tarfile.PAX_FORMAT,
-    pax_headers: dict[str, str] | None = None,
-) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=fmt, pax_headers=pax_headers) as archive:
-        for item in items:
-            if isinstance(item, tarfile.TarInfo):
-                archive.addfile(item, io.BytesIO(bytes(item.size)))
-            else:
-                name, data = item
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def make_tar_gz(items: Iterable[TarItem], *, fmt: int = tarfile.PAX_FORMAT) -> bytes:
-    return gzip.compress(make_tar(items, fmt=fmt), mtime=0)
-
 
 def tar_info(name: str, typeflag: bytes, *, linkname: str = "") -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
