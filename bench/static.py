@@ -25,6 +25,9 @@ Method (the one of stack-findings §6, so the numbers compare):
   when taskset or a second CPU is missing). The server's CPU use is read from /proc over its
   whole process group, so a row shows whether it really had a full core; "cpu0 other" is the
   rest of CPU 0's busy time (other processes stealing from the server: the run is noisy).
+  "CPU us/req" (server CPU time / requests) moves much less than req/s when the machine is
+  shared, so its baseline/fazt ratio is printed too: the req/s ratio both would get with a
+  full core each.
 * Each measured run: ``wrk -t1 -c50 -d2s`` warm-up, then ``wrk -t1 -c50 -d10s --latency``.
   Baseline and fazt alternate (A B A B ...) so drift hits both. Any socket error or non-2xx/3xx
   response fails the benchmark.
@@ -522,6 +525,8 @@ def main(duration_s: int, warmup_s: int, connections: int, rounds: int, quick: b
          json_path: Path | None) -> None:
     """Measure fazt's static path against a bare ASGI app (see the module docstring)."""
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    # Ctrl-C must stop the servers even when started from a shell that ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if quick:
         duration_s = 3
     wrk_bin = ensure_wrk()
