@@ -51,6 +51,7 @@ import os
 import platform
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -562,7 +563,7 @@ def main(duration_s: int, warmup_s: int, connections: int, rounds: int, quick: b
     print_report(runs, summary)
     if json_path is not None:
         report = {
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "command": shlex.join([sys.executable, *sys.argv]),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "settings": {"duration_s": duration_s, "warmup_s": warmup_s,
                          "connections": connections, "wrk_threads": 1, "rounds": rounds,

@@ -6,6 +6,7 @@ the machine's ``/etc/mime.types``: the same deploy must be served the same way e
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["DEFAULT_CONTENT_TYPE", "content_type_for", "is_content_hashed"]
@@ -93,6 +94,7 @@ _HEX = re.compile(r"[0-9a-f]+|[0-9A-F]+")
 _LOWERCASE_RUN = re.compile(r"[a-z]{4}")
 
 
+@functools.lru_cache(maxsize=4096)
 def is_content_hashed(path: str) -> bool:
     """True when the file name carries a bundler's content hash, so it may be cached forever.
 

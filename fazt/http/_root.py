@@ -98,25 +98,26 @@ class RootApp:
                                                      "under /api/"), request_id=request_id)
             return
 
-        extra = [*_COMMON_HEADERS, rid_header]
+        # App hosts: the static path adds these headers itself (cheaper than wrapping send).
+        common = [*_COMMON_HEADERS, rid_header]
         if has_body:   # static responses never read a request body: don't leave it unread
-            extra.append((b"connection", b"close"))
-        send = _with_headers(send, extra)
+            common.append((b"connection", b"close"))
         head = scope["method"] == "HEAD"
         app = self._app_name(host)
         try:
             site = await self._hosting.site(app) if app else None
             if site is None:
-                await send_not_found(send, head=head)
-            elif _is_api_path(scope):
+                await send_not_found(send, head=head, common=common)
+                return
+            request = normalize_request_path(scope_path_bytes(scope))
+            if request.path == "api" or request.path.startswith("api/"):
                 raise NotFound(f"app {app!r} has no API handler (api/main.js)")
-            else:
-                await serve_static(scope, receive, send, site=site, load=self._hosting.load,
-                                   immutable=is_content_hashed)
+            await serve_static(scope, receive, send, site=site, load=self._hosting.load,
+                               immutable=is_content_hashed, common=common, request=request)
         except FaztError as exc:
             if exc.http_status >= 500:
                 log.warning("request %s failed: %s: %s", request_id, exc.code, exc)
-            await send_json_error(send, exc, request_id=request_id, head=head)
+            await send_json_error(send, exc, request_id=request_id, head=head, headers=common)
 
     def _app_name(self, host: str) -> str | None:
         if not host.endswith(self._domain_suffix):
@@ -153,12 +154,6 @@ def _to_origin_form(scope: Scope) -> str | None:
     if host.startswith("["):
         return host[: host.find("]") + 1]
     return host.rsplit(":", 1)[0].rstrip(".")
-
-
-def _is_api_path(scope: Scope) -> bool:
-    """Decided on the normalized path, as the static server sees it (``//api/x`` is API too)."""
-    path = normalize_request_path(scope_path_bytes(scope)).path
-    return path == "api" or path.startswith("api/")
 
 
 def _read_headers(scope: Scope) -> tuple[str, str, bool]:

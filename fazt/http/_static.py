@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
@@ -120,8 +120,14 @@ async def serve_static(
     site: Site,
     load: ContentLoader,
     immutable: Callable[[str], bool],
+    common: Sequence[Header] = (),
+    request: RequestPath | None = None,
 ) -> None:
     """Answer one HTTP request for ``site`` from its stored files.
+
+    ``common`` headers go on every response (the router's security headers and request id:
+    adding them here is cheaper than wrapping ``send``). ``request`` is the already-normalized
+    path when the caller has one.
 
     ``load`` is awaited only when a body is sent (never for HEAD, 304 or 416), before the
     response starts, so a storage error can still become a clean error response above.
@@ -131,28 +137,31 @@ async def serve_static(
     method = scope.get("method", "GET")
     if method not in ("GET", "HEAD"):
         error = MethodNotAllowed("static files accept only GET and HEAD")
-        await _send_error(send, error, head=False, extra=_ALLOW)
+        await _send_error(send, error, head=False, extra=(*_ALLOW, *common))
         return
     head = method == "HEAD"
-    try:
-        request = normalize_request_path(scope_path_bytes(scope))
-    except InvalidPath as exc:
-        await _send_error(send, exc, head=head)
-        return
+    if request is None:
+        try:
+            request = normalize_request_path(scope_path_bytes(scope))
+        except InvalidPath as exc:
+            await _send_error(send, exc, head=head, extra=common)
+            return
     headers = request_headers(scope.get("headers", ()))
     found = _resolve(site, request, headers.get(b"accept", b""))
     if found is None:
-        await send_not_found(send, head=head)
+        await send_not_found(send, head=head, common=common)
     elif isinstance(found, _Redirect):
-        await _send_redirect(send, found, scope.get("query_string", b""))
+        await _send_redirect(send, found, scope.get("query_string", b""), common)
     else:
         representation = _select(site, found, headers, immutable)
-        await _send_target(send, found.status, representation, headers, head=head, load=load)
+        await _send_target(send, found.status, representation, headers, head=head, load=load,
+                           common=common)
 
 
-async def send_not_found(send: Send, *, head: bool = False) -> None:
+async def send_not_found(send: Send, *, head: bool = False, common: Sequence[Header] = ()) -> None:
     """Send fazt's built-in 404 page (also used by the router for unknown apps)."""
-    await _send_response(send, 404, list(_NOT_FOUND_HEADERS), b"" if head else _NOT_FOUND_PAGE)
+    await _send_response(send, 404, [*_NOT_FOUND_HEADERS, *common],
+                         b"" if head else _NOT_FOUND_PAGE)
 
 
 # --- resolution --------------------------------------------------------------------------
@@ -271,12 +280,13 @@ async def _send_target(
     *,
     head: bool,
     load: ContentLoader,
+    common: Sequence[Header],
 ) -> None:
     """Send a stored file, honouring If-None-Match, Range and If-Range for 200 responses."""
     if status == 200:
         if_none_match = headers.get(b"if-none-match")
         if if_none_match is not None and none_match(if_none_match, representation.etag):
-            await _send_response(send, 304, list(representation.not_modified_headers), b"")
+            await _send_response(send, 304, [*representation.not_modified_headers, *common], b"")
             return
         byte_range = headers.get(b"range")
         if byte_range is not None and range_applies(headers.get(b"if-range"), representation.etag):
@@ -284,14 +294,15 @@ async def _send_target(
             try:
                 span = parse_range(byte_range, size)
             except RangeNotSatisfiable as exc:
-                extra = ((b"content-range", b"bytes */%d" % size),)
+                extra = ((b"content-range", b"bytes */%d" % size), *common)
                 await _send_error(send, exc, head=head, extra=extra)
                 return
             if span is not None:
-                await _send_partial(send, representation, span, head=head, load=load)
+                await _send_partial(send, representation, span, head=head, load=load,
+                                    common=common)
                 return
     body = b"" if head else await _load(load, representation.content)
-    await _send_response(send, status, list(representation.headers), body)
+    await _send_response(send, status, [*representation.headers, *common], body)
 
 
 async def _send_partial(
@@ -301,10 +312,11 @@ async def _send_partial(
     *,
     head: bool,
     load: ContentLoader,
+    common: Sequence[Header],
 ) -> None:
     """Send a 206 for the inclusive byte ``span`` of the representation."""
     first, last = span
-    headers = list(representation.entity_headers)
+    headers = [*representation.entity_headers, *common]
     headers.append(
         (b"content-range", b"bytes %d-%d/%d" % (first, last, representation.content.size))
     )
@@ -321,12 +333,19 @@ async def _load(load: ContentLoader, file: StaticFile) -> bytes:
     return body
 
 
-async def _send_redirect(send: Send, redirect: _Redirect, query_string: bytes) -> None:
+async def _send_redirect(
+    send: Send, redirect: _Redirect, query_string: bytes, common: Sequence[Header]
+) -> None:
     """Send a 301 to a path (not an absolute URL), keeping the query string."""
     location = quote_path(redirect.path).encode("ascii")
     if query_string and _QUERY_SAFE.fullmatch(query_string):
         location += b"?" + query_string
-    headers = [(b"location", location), (b"content-length", b"0"), (b"cache-control", _NO_CACHE)]
+    headers = [
+        (b"location", location),
+        (b"content-length", b"0"),
+        (b"cache-control", _NO_CACHE),
+        *common,
+    ]
     await _send_response(send, 301, headers, b"")
 
 
