@@ -168,3 +168,12 @@ def test_relative_links_point_to_files_that_exist(path: Path) -> None:
     broken = [target for target in _relative_links(path)
               if not (path.parent / target).exists()]
     assert not broken, f"{path.relative_to(ROOT)} links to missing files: {broken}"
+
+
+def test_api_index_lists_exactly_the_routes() -> None:
+    """GET /api/ advertises every authenticated route and nothing that does not exist."""
+    from fazt.http.routes_system import ENDPOINTS
+
+    api = (DOCS / "reference" / "api.md").read_text()
+    for endpoint in ENDPOINTS:
+        assert f"## `{endpoint}`" in api, endpoint

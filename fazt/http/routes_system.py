@@ -22,7 +22,7 @@ ENDPOINTS = [
     "POST /api/apps/{name}/rollback",
     "GET /api/tokens",
     "POST /api/tokens",
-    "DELETE /api/tokens/{id}",
+    "DELETE /api/tokens/{token_id}",
 ]
 
 

@@ -1,8 +1,9 @@
 """The single writer thread: group commit over the only write connection.
 
 Why one thread: SQLite allows one writer at a time anyway, and paying one fsync per *batch*
-instead of per write is what makes ``synchronous=FULL`` affordable (~50k small writes/s measured
-versus ~7k with a thread per write).
+instead of per write is what makes ``synchronous=FULL`` affordable: about 16k small acknowledged
+writes/s from 50 concurrent tasks here, several times one transaction per write (numbers and
+method in docs/discussion/storage.md; the ~50k of stack-findings was synchronous=NORMAL).
 
 A batch is the first queued job plus whatever else is already queued (up to ``batch_max``), run
 in one ``BEGIN IMMEDIATE`` transaction, each job inside its own savepoint so that a failing job
