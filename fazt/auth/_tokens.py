@@ -8,16 +8,21 @@ leaks nothing useful through timing), kept in memory and refreshed on every chan
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import sqlcipher3
 import trio
 
-from fazt.errors import BadRequest, TokenNotFound
+from fazt.errors import BadRequest, BudgetExceeded, StorageError, TokenNotFound
 from fazt.storage import Database
 
+T = TypeVar("T")
+log = logging.getLogger("fazt.auth")
 TOKEN_PREFIX = "fazt_"  # noqa: S105 (a prefix, not a secret)
 _LAST_USED_RESOLUTION_S = 60.0
 MAX_TOKEN_NAME = 64
@@ -51,6 +56,7 @@ class TokenStore:
         self._db = db
         self._op_timeout_s = op_timeout_s
         self._active: dict[str, str] | None = None     # sha256 -> token id
+        self._generation = 0   # bumped around every write: a read that raced one is not cached
         self._last_used_written: dict[str, float] = {}
 
     def _deadline(self) -> float:
@@ -70,8 +76,7 @@ class TokenStore:
                 "INSERT INTO tokens(id, name, token_sha256, created_at) VALUES (?, ?, ?, ?)",
                 (info.id, info.name, _digest(secret), info.created_at))
 
-        await self._db.write(insert, deadline=self._deadline())
-        self._active = None
+        await self._write(insert)
         return info, secret
 
     async def list(self) -> list[TokenInfo]:
@@ -97,8 +102,7 @@ class TokenStore:
             return TokenInfo(id=row[0], name=row[1], created_at=row[2], last_used_at=row[3],
                              revoked_at=row[4])
 
-        info = await self._db.write(update, deadline=self._deadline())
-        self._active = None
+        info = await self._write(update)
         if info is None:
             raise TokenNotFound(f"no token with id {token_id!r}")
         return info
@@ -115,14 +119,26 @@ class TokenStore:
             await self._touch(token_id)
         return token_id
 
+    async def _write(self, fn: Callable[[sqlcipher3.Connection], T]) -> T:
+        """Change tokens; the cache is dropped before, and again once the write has ended
+        (even if this caller gave up and the write committed later)."""
+        self._forget()
+        return await self._db.write(fn, deadline=self._deadline(), on_done=self._forget)
+
+    def _forget(self) -> None:
+        self._generation += 1
+        self._active = None
+
     async def _load_active(self) -> dict[str, str]:
         def select(conn: sqlcipher3.Connection) -> dict[str, str]:
             rows = conn.execute(
                 "SELECT token_sha256, id FROM tokens WHERE revoked_at IS NULL").fetchall()
             return {r[0]: r[1] for r in rows}
 
+        generation = self._generation
         active = await self._db.read(select, deadline=self._deadline())
-        self._active = active
+        if generation == self._generation:
+            self._active = active
         return active
 
     async def _touch(self, token_id: str) -> None:
@@ -137,4 +153,7 @@ class TokenStore:
         def update(conn: sqlcipher3.Connection) -> None:
             conn.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (stamp, token_id))
 
-        await self._db.write(update, deadline=self._deadline())
+        try:
+            await self._db.write(update, deadline=self._deadline())
+        except (BudgetExceeded, StorageError) as exc:  # bookkeeping, not worth failing a request
+            log.info("could not record last use of token %s: %s", token_id, exc.code)

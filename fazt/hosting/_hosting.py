@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -162,9 +163,8 @@ class Hosting:
             _prune_history(conn, name, keep=history)
             return deploy_id, new_bytes
 
-        deploy_id, new_bytes = await self._db.write(
-            write, deadline=trio.current_time() + self._deploy_timeout_s)
-        self._invalidate(name)
+        deploy_id, new_bytes = await self._write_app(
+            name, write, deadline=trio.current_time() + self._deploy_timeout_s)
         info = DeployInfo(id=deploy_id, app=name, created_at=created_at,
                           file_count=len(prepared.files), total_bytes=prepared.total_bytes,
                           spa=prepared.manifest.spa, source=source, current=True)
@@ -173,7 +173,7 @@ class Hosting:
     async def rollback(self, name: str, *, to: int | None = None) -> DeployInfo:
         """Make an earlier deploy live again (default: the one before the current one)."""
 
-        def write(conn: sqlcipher3.Connection) -> int:
+        def write(conn: sqlcipher3.Connection) -> DeployInfo:
             current = _current_deploy_id(conn, name)
             if to is None:
                 row = conn.execute("SELECT id FROM deploys WHERE app = ? AND id < ? "
@@ -188,14 +188,14 @@ class Hosting:
                     raise DeployNotFound(f"app {name!r} has no deploy {to}")
                 target = to
             conn.execute("UPDATE apps SET current_deploy_id = ? WHERE name = ?", (target, name))
-            return target
+            row = conn.execute("SELECT d.id, d.app, d.created_at, d.file_count, d.total_bytes, "
+                               "d.spa, d.source FROM deploys d WHERE d.id = ?",
+                               (target,)).fetchone()
+            deploy = _deploy_from_row(row, current_id=target)
+            assert deploy is not None
+            return deploy
 
-        target = await self._db.write(write, deadline=self._deadline())
-        self._invalidate(name)
-        for deploy in (await self.app_info(name)).deploys:
-            if deploy.id == target:
-                return deploy
-        raise DeployNotFound(f"app {name!r} has no deploy {target}")  # pragma: no cover
+        return await self._write_app(name, write, deadline=self._deadline())
 
     async def remove(self, name: str) -> None:
         """Delete an app, its deploy history and the blobs nothing else uses."""
@@ -210,8 +210,7 @@ class Hosting:
             conn.execute("DELETE FROM apps WHERE name = ?", (name,))
             _delete_orphan_blobs(conn, shas)
 
-        await self._db.write(write, deadline=self._deadline())
-        self._invalidate(name)
+        await self._write_app(name, write, deadline=self._deadline())
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -308,6 +307,18 @@ class Hosting:
 
     def _deadline(self) -> float:
         return trio.current_time() + self._op_timeout_s
+
+    async def _write_app(self, name: str, fn: Callable[[sqlcipher3.Connection], T], *,
+                         deadline: float) -> T:
+        """Write, and forget what is cached for the app whatever happens.
+
+        The caches are dropped before the write is queued and again when it has ended
+        (``on_done`` fires even when this caller timed out or was cancelled and the write
+        committed later), so no read can keep a pre-write view of the app.
+        """
+        self._invalidate(name)
+        return await self._db.write(fn, deadline=deadline,
+                                    on_done=lambda: self._invalidate(name))
 
     def _invalidate(self, name: str) -> None:
         self._generation[name] = self._generation.get(name, 0) + 1

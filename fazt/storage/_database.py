@@ -117,7 +117,8 @@ class Database:
         """
         return await self._submit(self._readers.submit, fn, deadline)
 
-    async def write(self, fn: Callable[[Connection], T], *, deadline: float) -> T:
+    async def write(self, fn: Callable[[Connection], T], *, deadline: float,
+                    on_done: Callable[[], None] | None = None) -> T:
         """Run ``fn(conn)`` on the write connection inside a group-commit transaction.
 
         Returns only after the batch holding this write has committed: a returned write is
@@ -128,20 +129,24 @@ class Database:
 
         On BudgetExceeded(phase="storage") or cancellation the outcome is unknown to the
         caller: a write that already ran and was waiting for its batch's COMMIT may still
-        commit. Make such writes idempotent, or report them as "accepted".
+        commit. Make such writes idempotent, or report them as "accepted". ``on_done`` is
+        called in the trio thread when the write has ended either way, even after the caller
+        left (never if the database closed first): caches drop what the write changed there.
         """
-        return await self._submit(self._writer.submit, fn, deadline)
+        return await self._submit(self._writer.submit, fn, deadline, on_done)
 
     async def _submit(
         self,
         enqueue: Callable[[Job[Any]], None],
         fn: Callable[[Connection], T],
         deadline: float,
+        on_done: Callable[[], None] | None = None,
     ) -> T:
         if trio.current_time() >= deadline:
             await trio.lowlevel.checkpoint()
             raise storage_timeout()
         job = Job.for_trio_deadline(fn, deadline=deadline)
+        job.on_done = on_done
         with self._lock:
             closed = self._closed
             if not closed:

@@ -32,7 +32,16 @@ PROGRESS_INTERVAL_OPS = 1000
 class Job(Generic[T]):
     """One read or write submitted by a trio task."""
 
-    __slots__ = ("_error", "_value", "abandoned", "deadline_monotonic", "done", "fn", "token")
+    __slots__ = (
+        "_error",
+        "_value",
+        "abandoned",
+        "deadline_monotonic",
+        "done",
+        "fn",
+        "on_done",
+        "token",
+    )
 
     def __init__(
         self,
@@ -46,6 +55,9 @@ class Job(Generic[T]):
         self.token = token
         self.abandoned = False  # written by the trio side only
         self.done = trio.Event()  # set in the trio thread, after the outcome is stored
+        # called in the trio thread once the job has ended (committed, failed or skipped), even
+        # when its caller has already left: how a cache learns that a late write committed
+        self.on_done: Callable[[], None] | None = None
         self._value: T | None = None
         self._error: BaseException | None = None
 
@@ -99,6 +111,8 @@ def resolve(jobs: Iterable[Job[Any]]) -> None:
 def _set_done(jobs: list[Job[Any]]) -> None:
     for job in jobs:
         job.done.set()
+        if job.on_done is not None:
+            job.on_done()
 
 
 class InterruptGuard:
