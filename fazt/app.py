@@ -28,7 +28,7 @@ from fazt.auth import TokenStore
 from fazt.config import Config
 from fazt.errors import ConfigError
 from fazt.hosting import ArchiveContents, ArchiveFile, ArchiveLimits, Hosting, collect_files
-from fazt.http import AdminContext, RootApp, create_admin_app
+from fazt.http import AdminContext, RootApp, SendGuard, create_admin_app, install_send_guard
 from fazt.nursery import RestartPolicy, ServiceCrashed, Supervisor
 from fazt.storage import Database, StorageSettings, lock_data_dir, resolve_key
 
@@ -93,6 +93,7 @@ class WebService:
         self._stop = trio.Event()
         self._stopped = trio.Event()
         self.started: Started | None = None
+        self.send_guard = SendGuard(send_timeout_s=config.http_send_timeout_s)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         config = self._config
@@ -112,6 +113,7 @@ class WebService:
                            started_at=time.monotonic())
         root = RootApp(domain=config.domain, admin=create_admin_app(ctx),  # type: ignore[arg-type]
                        hosting=hosting)
+        install_send_guard(self.send_guard)
         try:
             async with trio.open_nursery() as nursery:
                 binds = await self._start_http(nursery, root)
@@ -148,8 +150,13 @@ class WebService:
 
     async def drain(self) -> None:
         """Stop accepting, let in-flight requests finish (bounded by shutdown_grace_s)."""
+        self.send_guard.stop_all_by(trio.current_time() + self._config.shutdown_grace_s)
         self._stop.set()
         await self._stopped.wait()
+
+    def stop_now(self) -> None:
+        """Cut every connection's pending writes (a second signal)."""
+        self.send_guard.stop_all_by(trio.current_time())
 
 
 def archive_limits(config: Config) -> ArchiveLimits:
@@ -214,6 +221,7 @@ async def serve(config: Config, *, on_ready: Callable[[Started], None]) -> None:
                         draining.start_soon(_cancel_on_signal, signals, draining.cancel_scope)
                         await web.drain()
                         draining.cancel_scope.cancel(reason="drained")
+                web.stop_now()
                 supervisor.request_shutdown("signal")
     except BaseExceptionGroup as group:
         crashed, _ = group.split(ServiceCrashed)

@@ -42,6 +42,7 @@ class Config:
     db_key: str | None = field(default=None, repr=False, metadata={"from_file": False})
     log_level: str = _setting("info", choices=("debug", "info", "warning", "error"))
     shutdown_grace_s: float = _setting(10.0, low=0, high=600)
+    http_send_timeout_s: float = _setting(30.0, low=0.1, high=3600)
     storage_readers: int = _setting(4, low=1, high=64)
     storage_busy_timeout_ms: int = _setting(3000, low=0, high=60_000)
     storage_batch_max: int = _setting(256, low=1, high=10_000)

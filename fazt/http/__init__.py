@@ -3,5 +3,7 @@
 from fazt.http._admin import AdminContext as AdminContext
 from fazt.http._admin import create_admin_app as create_admin_app
 from fazt.http._root import RootApp as RootApp
+from fazt.http._send_guard import SendGuard as SendGuard
+from fazt.http._send_guard import install_send_guard as install_send_guard
 
-__all__ = ["AdminContext", "RootApp", "create_admin_app"]
+__all__ = ["AdminContext", "RootApp", "SendGuard", "create_admin_app", "install_send_guard"]

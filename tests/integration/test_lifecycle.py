@@ -95,3 +95,33 @@ def test_backup_while_serving(server: FaztServer, tmp_path) -> None:
 
     again = server.cli("backup", str(dest), "--data-dir", str(server.data_dir))
     assert again.returncode == 1, "an existing file is never overwritten"
+
+
+def _stalled_download(srv: FaztServer) -> socket.socket:
+    """A client that asks for a large file, reads a little, then stops reading."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", srv.port))
+    sock.sendall(b"GET /blob.bin HTTP/1.1\r\nHost: big.localhost\r\n\r\n")
+    assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+    return sock
+
+
+@pytest.mark.parametrize("second_signal", [False, True])
+def test_a_client_that_stops_reading_cannot_hold_shutdown(tmp_path, second_signal: bool) -> None:
+    grace = "60" if second_signal else "1"
+    srv = start_server(tmp_path / "data", env={"FAZT_SHUTDOWN_GRACE_S": grace,
+                                               "FAZT_HTTP_SEND_TIMEOUT_S": "60"})
+    assert srv.deploy("big", {"blob.bin": os.urandom(24 * 2**20)}).status_code == 201
+    sock = _stalled_download(srv)
+    try:
+        started = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        if second_signal:
+            assert _wait_until_refused(srv.port), "draining has begun"
+            srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(20) == 0
+        assert time.monotonic() - started < 15, "shutdown stayed bounded"
+    finally:
+        sock.close()
+        srv.stop(signal.SIGKILL)
