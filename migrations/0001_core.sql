@@ -16,9 +16,16 @@ CREATE TABLE deploys (
 CREATE INDEX deploys_app ON deploys(app, id);
 CREATE TABLE blobs (
     sha256 TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    data BLOB NOT NULL
+    size INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- File bytes in 256 KiB chunks, so a large file can be streamed and a byte range read without
+-- loading the whole file into memory.
+CREATE TABLE blob_chunks (
+    sha256 TEXT NOT NULL REFERENCES blobs(sha256) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (sha256, seq)
+);
 CREATE TABLE files (
     deploy_id INTEGER NOT NULL REFERENCES deploys(id) ON DELETE CASCADE,
     path TEXT NOT NULL,

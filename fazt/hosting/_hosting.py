@@ -23,7 +23,7 @@ import sqlcipher3
 import trio
 
 from fazt.auth._tokens import now_iso
-from fazt.errors import AppNotFound, Conflict, DeployNotFound
+from fazt.errors import AppNotFound, Conflict, DeployNotFound, StorageCorrupt
 from fazt.hosting._archive import ArchiveContents, ArchiveLimits, read_archive
 from fazt.hosting._manifest import MANIFEST_PATH, Manifest, parse_manifest
 from fazt.hosting._mime import content_type_for
@@ -33,6 +33,7 @@ from fazt.storage import Database
 
 T = TypeVar("T")
 _NEGATIVE_CACHE_MAX = 10_000
+CHUNK_BYTES = 256 * 1024   # blob_chunks row size: the unit of streaming and range reads
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,9 +152,14 @@ class Hosting:
             deploy_id = int(cur.lastrowid or 0)
             new_bytes = 0
             for meta, data in prepared.files:
-                cur = conn.execute("INSERT INTO blobs(sha256, size, data) VALUES (?, ?, ?) "
-                                   "ON CONFLICT(sha256) DO NOTHING", (meta.sha256, meta.size, data))
-                new_bytes += meta.size if cur.rowcount else 0
+                cur = conn.execute("INSERT INTO blobs(sha256, size) VALUES (?, ?) "
+                                   "ON CONFLICT(sha256) DO NOTHING", (meta.sha256, meta.size))
+                if cur.rowcount:
+                    new_bytes += meta.size
+                    conn.executemany(
+                        "INSERT INTO blob_chunks(sha256, seq, data) VALUES (?, ?, ?)",
+                        [(meta.sha256, seq, data[start:start + CHUNK_BYTES])
+                         for seq, start in enumerate(range(0, max(len(data), 1), CHUNK_BYTES))])
             conn.executemany(
                 "INSERT INTO files(deploy_id, path, sha256, size, content_type) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -286,17 +292,26 @@ class Hosting:
         data = self._blobs.get(file.sha256)
         if data is not None:
             return data
+        data = await self.load_range(file, 0, file.size - 1) if file.size else b""
+        self._blobs.put(file.sha256, data)
+        return data
+
+    async def load_range(self, file: StaticFile, first: int, last: int) -> bytes:
+        """Bytes ``first..last`` (inclusive) of a file, reading only the chunks that hold them."""
         sha = file.sha256
+        first_seq, last_seq = first // CHUNK_BYTES, last // CHUNK_BYTES
 
         def read(conn: sqlcipher3.Connection) -> bytes:
-            row = conn.execute("SELECT data FROM blobs WHERE sha256 = ?", (sha,)).fetchone()
-            if row is None:
-                raise DeployNotFound(f"blob {sha} is missing")
-            return bytes(row[0])
+            rows = conn.execute("SELECT data FROM blob_chunks WHERE sha256 = ? AND seq BETWEEN "
+                                "? AND ? ORDER BY seq", (sha, first_seq, last_seq)).fetchall()
+            return b"".join(bytes(r[0]) for r in rows)
 
         data = await self._db.read(read, deadline=self._deadline())
-        self._blobs.put(sha, data)
-        return data
+        offset = first - first_seq * CHUNK_BYTES
+        part = data[offset:offset + last - first + 1]
+        if len(part) != last - first + 1:
+            raise StorageCorrupt(f"stored bytes of {file.path!r} are missing")
+        return part
 
     def cache_stats(self) -> dict[str, int]:
         return {"sites": sum(1 for s in self._sites.values() if s is not None),

@@ -113,7 +113,8 @@ class RootApp:
             if request.path == "api" or request.path.startswith("api/"):
                 raise NotFound(f"app {app!r} has no API handler (api/main.js)")
             await serve_static(scope, receive, send, site=site, load=self._hosting.load,
-                               immutable=is_content_hashed, common=common, request=request)
+                               immutable=is_content_hashed, common=common, request=request,
+                               load_range=self._hosting.load_range)
         except FaztError as exc:
             if exc.http_status >= 500:
                 log.warning("request %s failed: %s: %s", request_id, exc.code, exc)

@@ -57,6 +57,10 @@ Header = tuple[bytes, bytes]
 
 
 ContentLoader = Callable[[StaticFile], Awaitable[bytes]]
+RangeLoader = Callable[[StaticFile, int, int], Awaitable[bytes]]
+"""Fetches bytes ``first..last`` (inclusive) of a file, for streaming large files."""
+_STREAM_MIN_BYTES: Final = 1024 * 1024
+_STREAM_CHUNK_BYTES: Final = 256 * 1024
 """Fetches a file's bytes (from the in-memory cache or the database)."""
 
 _SINGLE_MESSAGE_MAX_BYTES: Final = 256 * 1024
@@ -122,6 +126,7 @@ async def serve_static(
     immutable: Callable[[str], bool],
     common: Sequence[Header] = (),
     request: RequestPath | None = None,
+    load_range: RangeLoader | None = None,
 ) -> None:
     """Answer one HTTP request for ``site`` from its stored files.
 
@@ -154,8 +159,9 @@ async def serve_static(
         await _send_redirect(send, found, scope.get("query_string", b""), common)
     else:
         representation = _select(site, found, headers, immutable)
-        await _send_target(send, found.status, representation, headers, head=head, load=load,
-                           common=common)
+        loaders = _Loaders(load, load_range)
+        await _send_target(send, found.status, representation, headers, head=head,
+                           loaders=loaders, common=common)
 
 
 async def send_not_found(send: Send, *, head: bool = False, common: Sequence[Header] = ()) -> None:
@@ -279,7 +285,7 @@ async def _send_target(
     headers: Mapping[bytes, bytes],
     *,
     head: bool,
-    load: ContentLoader,
+    loaders: _Loaders,
     common: Sequence[Header],
 ) -> None:
     """Send a stored file, honouring If-None-Match, Range and If-Range for 200 responses."""
@@ -298,11 +304,17 @@ async def _send_target(
                 await _send_error(send, exc, head=head, extra=extra)
                 return
             if span is not None:
-                await _send_partial(send, representation, span, head=head, load=load,
+                await _send_partial(send, representation, span, head=head, loaders=loaders,
                                     common=common)
                 return
-    body = b"" if head else await _load(load, representation.content)
-    await _send_response(send, status, [*representation.headers, *common], body)
+    headers_out = [*representation.headers, *common]
+    file = representation.content
+    if head or file.size == 0:
+        await _send_response(send, status, headers_out, b"")
+    elif loaders.streams(file):
+        await _stream(send, status, headers_out, file, (0, file.size - 1), loaders)
+    else:
+        await _send_response(send, status, headers_out, await _load(loaders.load, file))
 
 
 async def _send_partial(
@@ -311,7 +323,7 @@ async def _send_partial(
     span: tuple[int, int],
     *,
     head: bool,
-    load: ContentLoader,
+    loaders: _Loaders,
     common: Sequence[Header],
 ) -> None:
     """Send a 206 for the inclusive byte ``span`` of the representation."""
@@ -321,8 +333,49 @@ async def _send_partial(
         (b"content-range", b"bytes %d-%d/%d" % (first, last, representation.content.size))
     )
     headers.append((b"content-length", b"%d" % (last - first + 1)))
-    body = b"" if head else (await _load(load, representation.content))[first : last + 1]
-    await _send_response(send, 206, headers, body)
+    file = representation.content
+    if head:
+        await _send_response(send, 206, headers, b"")
+    elif loaders.streams(file):
+        await _stream(send, 206, headers, file, span, loaders)
+    else:
+        body = (await _load(loaders.load, file))[first : last + 1]
+        await _send_response(send, 206, headers, body)
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaders:
+    load: ContentLoader
+    load_range: RangeLoader | None
+
+    def streams(self, file: StaticFile) -> bool:
+        """Large files are streamed chunk by chunk instead of loaded whole."""
+        return self.load_range is not None and file.size > _STREAM_MIN_BYTES
+
+
+async def _stream(
+    send: Send,
+    status: int,
+    headers: list[Header],
+    file: StaticFile,
+    span: tuple[int, int],
+    loaders: _Loaders,
+) -> None:
+    """Send bytes ``span`` of ``file`` reading one chunk at a time: memory per response stays
+    one chunk, whatever the file's size. The first chunk is read before the response starts,
+    so a storage error there still becomes a clean error response."""
+    assert loaders.load_range is not None
+    first, last = span
+    end = min(first + _STREAM_CHUNK_BYTES, last + 1) - 1
+    chunk = await loaders.load_range(file, first, end)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    while True:
+        more = end < last
+        await send({"type": "http.response.body", "body": chunk, "more_body": more})
+        if not more:
+            return
+        start, end = end + 1, min(end + _STREAM_CHUNK_BYTES, last)
+        chunk = await loaders.load_range(file, start, end)
 
 
 async def _load(load: ContentLoader, file: StaticFile) -> bytes:

@@ -146,3 +146,19 @@ async def test_list_apps(hosting: Hosting) -> None:
     apps = await hosting.list_apps()
     assert [a.name for a in apps] == ["a", "b"]
     assert all(a.current is not None and a.current.current for a in apps)
+
+
+async def test_large_files_are_chunked_and_ranges_read_across_chunks(hosting: Hosting) -> None:
+    import os
+
+    data = os.urandom(700_000)   # three 256 KiB chunks
+    await hosting.deploy("big", tgz({"index.html": "x", "big.bin": data}))
+    site = await hosting.site("big")
+    assert site is not None
+    big = site.files["big.bin"]
+    assert await count(hosting, "SELECT count(*) FROM blob_chunks WHERE length(data) > 0") == 4
+    assert await hosting.load_range(big, 262_000, 530_000) == data[262_000:530_001]
+    assert await hosting.load_range(big, 0, 0) == data[:1]
+    assert await hosting.load(big) == data
+    await hosting.remove("big")
+    assert await count(hosting, "SELECT count(*) FROM blob_chunks") == 0, "chunks go with blobs"
