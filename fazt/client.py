@@ -6,11 +6,13 @@ The server and token come from flags, then ``FAZT_URL`` / ``FAZT_TOKEN``, then t
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -33,14 +35,29 @@ class Target:
 
 
 def resolve_target(*, url: str | None, token: str | None, data_dir: str | None) -> Target:
+    """Where to send API calls, and with which token.
+
+    The local data dir's token is only ever sent to a server on this machine: with a remote
+    ``--url`` / ``FAZT_URL`` the token must be given too.
+    """
     url = url or os.environ.get("FAZT_URL")
     token = token or os.environ.get("FAZT_TOKEN")
     if url is None or token is None:
         config = load_config({"data_dir": data_dir})
         url = url or config.base_url
-        if token is None:
+        if token is None and _is_local(url):
             token = _read_token(config.token_path)
     return Target(url=url.rstrip("/"), token=token)
+
+
+def _is_local(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _read_token(path: Path) -> str | None:
@@ -72,8 +89,9 @@ class AdminClient:
                 content: bytes | Iterator[bytes] | None = None,
                 headers: dict[str, str] | None = None) -> Any:
         if not self.target.token:
-            raise ClientError("no_token", "no admin token: pass --token, set FAZT_TOKEN, or run "
-                              "on the server's machine (the data dir holds admin.token)")
+            raise ClientError("no_token", "no admin token: pass --token or set FAZT_TOKEN (the "
+                              "local data dir's admin.token is used only for a server on "
+                              "this machine)")
         try:
             response = self._http.request(method, path, json=json, content=content,
                                           headers=headers)

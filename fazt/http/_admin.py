@@ -80,7 +80,10 @@ def create_admin_app(ctx: AdminContext) -> QuartTrio:
     from fazt.http import routes_apps, routes_system, routes_tokens
 
     app = QuartTrio("fazt.admin", static_folder=None)
-    app.config.update(MAX_CONTENT_LENGTH=ctx.config.max_deploy_bytes, BODY_TIMEOUT=60,
+    # The whole upload must arrive within BODY_TIMEOUT: at least 60 s, more for a large limit
+    # (a full-size deploy at 512 KiB/s).
+    body_timeout_s = max(60, ctx.config.max_deploy_bytes // (512 * 1024))
+    app.config.update(MAX_CONTENT_LENGTH=ctx.config.max_deploy_bytes, BODY_TIMEOUT=body_timeout_s,
                       PROVIDE_AUTOMATIC_OPTIONS=False, JSON_SORT_KEYS=False)
 
     @app.before_request

@@ -118,3 +118,13 @@ def test_cli_finds_token_in_local_data_dir(server: FaztServer) -> None:
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert "hello" in out.stdout
+
+
+def test_local_token_is_never_sent_to_a_remote_url(server: FaztServer) -> None:
+    from fazt.client import resolve_target
+
+    remote = resolve_target(url="http://fazt.example.com:8080", token=None,
+                            data_dir=str(server.data_dir))
+    assert remote.token is None
+    local = resolve_target(url=server.url, token=None, data_dir=str(server.data_dir))
+    assert local.token == server.token
