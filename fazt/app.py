@@ -104,11 +104,6 @@ class WebService:
                           op_timeout_s=config.storage_op_timeout_s,
                           deploy_timeout_s=config.deploy_timeout_s)
         tokens = TokenStore(db, op_timeout_s=config.storage_op_timeout_s)
-        admin_token = await _ensure_admin_token(config, tokens)
-        example = False
-        if self._storage.fresh and not await hosting.app_exists(EXAMPLE_APP):
-            await hosting.deploy_contents(EXAMPLE_APP, _example_contents(), source="example")
-            example = True
         ctx = AdminContext(config=config, db=db, hosting=hosting, tokens=tokens,
                            started_at=time.monotonic())
         root = RootApp(domain=config.domain, admin=create_admin_app(ctx),  # type: ignore[arg-type]
@@ -117,6 +112,14 @@ class WebService:
         try:
             async with trio.open_nursery() as nursery:
                 binds = await self._start_http(nursery, root)
+                # Only once the port is ours: a start that fails to bind must not swallow the
+                # token that is shown once, nor use up the example's first start.
+                admin_token = await _ensure_admin_token(config, tokens)
+                example = False
+                if not await hosting.has_ever_deployed():
+                    await hosting.deploy_contents(EXAMPLE_APP, _example_contents(),
+                                                  source="example")
+                    example = True
                 self.started = Started(binds=binds, admin_token=admin_token,
                                        example_deployed=example,
                                        fresh_database=self._storage.fresh)

@@ -18,10 +18,11 @@ from rich.table import Table
 from fazt import __version__
 from fazt.client import AdminClient, ClientError, resolve_target
 from fazt.config import load_config
-from fazt.errors import FaztError
+from fazt.errors import FaztError, InvalidAppName
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or under cron, rich would wrap at 80 columns: long URLs and table rows must stay whole.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 F = TypeVar("F", bound=Callable[..., Any])
 _UPLOAD_CHUNK = 64 * 1024
 
@@ -101,12 +102,14 @@ def _client_options(func: F) -> F:
 
 
 def _call(kwargs: dict[str, Any], method: str, path: str, **request: Any) -> Any:
-    target = resolve_target(url=kwargs.pop("url"), token=kwargs.pop("token"),
-                            data_dir=kwargs.pop("data_dir"))
     try:
+        target = resolve_target(url=kwargs.pop("url"), token=kwargs.pop("token"),
+                                data_dir=kwargs.pop("data_dir"))
         with AdminClient(target) as client:
             return client.request(method, path, **request)
     except ClientError as exc:
+        _fail(f"{exc.code}: {exc}")
+    except FaztError as exc:   # a bad local config while looking for the server
         _fail(f"{exc.code}: {exc}")
 
 
@@ -132,16 +135,19 @@ def app_deploy(directory: Path, name: str | None, **kwargs: Any) -> None:
     """Pack DIRECTORY (skipping dotfiles, node_modules and .gitignore'd files) and deploy it."""
     from fazt.hosting import collect_files, pack_tar_gz, validate_app_name
 
+    hint = "" if name else " (choose one with --name)"
     name = name or directory.resolve().name.lower()
     try:
         validate_app_name(name)
+        files, warnings = collect_files(directory)
     except FaztError as exc:
-        _fail(f"{exc} (choose one with --name)")
-    files, warnings = collect_files(directory)
+        _fail(f"{exc}{hint if isinstance(exc, InvalidAppName) else ''}")
+        return
     for warning in warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if not files:
-        _fail(f"{directory} has no files to deploy")
+        _fail(f"{directory} has no files to deploy (dotfiles, node_modules and .gitignore'd "
+              "files are skipped)")
     total = sum(f.size for f in files)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                TransferSpeedColumn())

@@ -32,6 +32,7 @@ class ClientError(Exception):
 class Target:
     url: str
     token: str | None
+    token_hint: str = "pass --token or set FAZT_TOKEN"  # noqa: S105 (help text)
 
 
 def resolve_target(*, url: str | None, token: str | None, data_dir: str | None) -> Target:
@@ -42,12 +43,21 @@ def resolve_target(*, url: str | None, token: str | None, data_dir: str | None) 
     """
     url = url or os.environ.get("FAZT_URL")
     token = token or os.environ.get("FAZT_TOKEN")
+    hint = "pass --token or set FAZT_TOKEN"
+    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+        raise ClientError("bad_url", f"the server URL must start with http:// or https://, "
+                          f"got {url!r}")
     if url is None or token is None:
         config = load_config({"data_dir": data_dir})
         url = url or config.base_url
         if token is None and _is_local(url):
             token = _read_token(config.token_path)
-    return Target(url=url.rstrip("/"), token=token)
+            hint = (f"no token in {config.token_path}: run where the server's data dir is, "
+                    "pass --data-dir (or set FAZT_HOME), or pass --token / set FAZT_TOKEN")
+        elif token is None:
+            hint = ("the local data dir's token is only sent to a server on this machine: "
+                    "pass --token or set FAZT_TOKEN")
+    return Target(url=url.rstrip("/"), token=token, token_hint=hint)
 
 
 def _is_local(url: str) -> bool:
@@ -89,9 +99,7 @@ class AdminClient:
                 content: bytes | Iterator[bytes] | None = None,
                 headers: dict[str, str] | None = None) -> Any:
         if not self.target.token:
-            raise ClientError("no_token", "no admin token: pass --token or set FAZT_TOKEN (the "
-                              "local data dir's admin.token is used only for a server on "
-                              "this machine)")
+            raise ClientError("no_token", f"no admin token: {self.target.token_hint}")
         try:
             response = self._http.request(method, path, json=json, content=content,
                                           headers=headers)
@@ -108,7 +116,9 @@ class AdminClient:
         if response.is_error:
             error = (data or {}).get("error") if isinstance(data, dict) else None
             if isinstance(error, dict):
-                raise ClientError(str(error.get("code")), str(error.get("message")),
-                                  response.status_code)
+                message = str(error.get("message"))
+                if response.status_code == 401:
+                    message += f" (server {self.target.url})"
+                raise ClientError(str(error.get("code")), message, response.status_code)
             raise ClientError("http_error", f"HTTP {response.status_code}", response.status_code)
         return data

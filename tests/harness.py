@@ -26,7 +26,8 @@ def free_port() -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAZT_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FAZT_") and k not in ("COLUMNS", "LINES")}
     env.update(extra)
     return env
 
@@ -61,7 +62,7 @@ class FaztServer:
                             timeout=30, trust_env=False)
 
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = clean_env(FAZT_URL=self.url, FAZT_TOKEN=self.token, COLUMNS="200", **self.env)
+        env = clean_env(FAZT_URL=self.url, FAZT_TOKEN=self.token, **self.env)
         return subprocess.run([sys.executable, "-m", "fazt", *args], env=env, text=True,
                               capture_output=True, timeout=120, input=input,
                               cwd=self.data_dir.parent)

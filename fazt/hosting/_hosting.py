@@ -252,6 +252,16 @@ class Hosting:
 
         return await self._db.read(read, deadline=self._deadline())
 
+    async def has_ever_deployed(self) -> bool:
+        """True once any deploy was made (deploy ids are AUTOINCREMENT: the counter remembers
+        deploys that were removed since)."""
+
+        def read(conn: sqlcipher3.Connection) -> bool:
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'deploys'").fetchone()
+            return row is not None and row[0] > 0
+
+        return await self._db.read(read, deadline=self._deadline())
+
     async def app_exists(self, name: str) -> bool:
         def read(conn: sqlcipher3.Connection) -> bool:
             return conn.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone() is not None

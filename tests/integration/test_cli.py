@@ -128,3 +128,26 @@ def test_local_token_is_never_sent_to_a_remote_url(server: FaztServer) -> None:
     assert remote.token is None
     local = resolve_target(url=server.url, token=None, data_dir=str(server.data_dir))
     assert local.token == server.token
+
+
+def test_case_colliding_files_are_a_clean_error(server: FaztServer, tmp_path) -> None:
+    site = tmp_path / "clash"
+    site.mkdir()
+    (site / "Logo.png").write_bytes(b"a")
+    (site / "logo.png").write_bytes(b"b")
+    out = server.cli("app", "deploy", str(site))
+    assert out.returncode == 1
+    assert "differ only in case" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_url_without_scheme_is_a_clear_error(server: FaztServer) -> None:
+    out = server.cli("app", "list", "--url", f"127.0.0.1:{server.port}")
+    assert out.returncode == 1
+    assert "must start with http://" in out.stderr
+
+
+def test_piped_output_is_not_wrapped(server: FaztServer) -> None:
+    out = server.cli("app", "list")   # stdout is a pipe and COLUMNS is not set
+    assert out.returncode == 0
+    assert f"http://hello.localhost:{server.port}/" in out.stdout
