@@ -49,8 +49,9 @@ def resolve_target(*, url: str | None, token: str | None, data_dir: str | None) 
                           f"got {url!r}")
     if url is None or token is None:
         config = load_config({"data_dir": data_dir})
+        from_config = url is None      # the local server's own address is local by construction
         url = url or config.base_url
-        if token is None and _is_local(url):
+        if token is None and (from_config or _is_local(url)):
             token = _read_token(config.token_path)
             hint = (f"no token in {config.token_path}: run where the server's data dir is, "
                     "pass --data-dir (or set FAZT_HOME), or pass --token / set FAZT_TOKEN")

@@ -17,10 +17,12 @@ from fazt.hosting._names import validate_app_name as validate_app_name
 from fazt.hosting._pack import PackedFile as PackedFile
 from fazt.hosting._pack import collect_files as collect_files
 from fazt.hosting._pack import pack_tar_gz as pack_tar_gz
+from fazt.hosting._site import CHUNK_BYTES as CHUNK_BYTES
 from fazt.hosting._site import Site as Site
 from fazt.hosting._site import StaticFile as StaticFile
 
 __all__ = [
+    "CHUNK_BYTES",
     "RESERVED_APP_NAMES",
     "AppInfo",
     "ArchiveContents",

@@ -23,17 +23,16 @@ import sqlcipher3
 import trio
 
 from fazt.auth._tokens import now_iso
-from fazt.errors import AppNotFound, Conflict, DeployNotFound, StorageCorrupt
+from fazt.errors import AppNotFound, Conflict, DeployNotFound, NotFound, StorageCorrupt
 from fazt.hosting._archive import ArchiveContents, ArchiveLimits, read_archive
 from fazt.hosting._manifest import MANIFEST_PATH, Manifest, parse_manifest
 from fazt.hosting._mime import content_type_for
 from fazt.hosting._names import validate_app_name
-from fazt.hosting._site import Site, StaticFile
+from fazt.hosting._site import CHUNK_BYTES, Site, StaticFile
 from fazt.storage import Database
 
 T = TypeVar("T")
 _NEGATIVE_CACHE_MAX = 10_000
-CHUNK_BYTES = 256 * 1024   # blob_chunks row size: the unit of streaming and range reads
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -317,10 +316,12 @@ class Hosting:
             return b"".join(bytes(r[0]) for r in rows)
 
         data = await self._db.read(read, deadline=self._deadline())
+        if not data:
+            raise NotFound(f"{file.path!r} was removed by a newer deploy")
         offset = first - first_seq * CHUNK_BYTES
         part = data[offset:offset + last - first + 1]
         if len(part) != last - first + 1:
-            raise StorageCorrupt(f"stored bytes of {file.path!r} are missing")
+            raise StorageCorrupt(f"stored bytes of {file.path!r} are incomplete")
         return part
 
     def cache_stats(self) -> dict[str, int]:

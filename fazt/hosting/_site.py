@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+CHUNK_BYTES = 256 * 1024
+"""Stored file bytes are split in chunks of this size: the unit of streaming and range reads."""
+
 
 @dataclass(frozen=True, slots=True)
 class StaticFile:

@@ -6,7 +6,8 @@ deadline: neither the graceful-shutdown timeout, nor cancelling the server, nor 
 can interrupt a ``send_all`` to a peer whose receive window is full. This module replaces that
 method (hypercorn is pinned for this reason) with one whose shielded scope carries a deadline:
 
-* each write gets ``send_timeout_s`` (a peer that cannot take one chunk in that time is gone);
+* each write is split in 64 KiB pieces, and each piece gets ``send_timeout_s``: the rule is
+  "no progress for that long", not a minimum speed (30 s per 64 KiB is about 2 KB/s);
 * ``SendGuard.stop_all_by(deadline)`` pulls every pending and future write deadline in, which
   the server uses when it drains (deadline = end of the grace period) and on a second signal.
 
@@ -15,12 +16,16 @@ When a write's deadline passes the connection is closed as if the peer had gone 
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 import trio
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.tcp_server import TCPServer
+
+log = logging.getLogger("fazt.http")
+_PIECE_BYTES = 64 * 1024
 
 
 class SendGuard:
@@ -47,21 +52,27 @@ class SendGuard:
         if not isinstance(event, RawData):
             await _original_protocol_send(server, event)
             return
+        data = memoryview(event.data)
         async with server.send_lock:
-            scope = self.scope()
-            self._active.add(scope)
-            try:
-                with scope:
-                    await server.stream.send_all(event.data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                await server.protocol.handle(Closed())
-                return
-            finally:
-                self._active.discard(scope)
-            if scope.cancelled_caught:   # the peer stopped reading: drop the connection
-                self.writes_timed_out += 1
-                await trio.aclose_forcefully(server.stream)
-                await server.protocol.handle(Closed())
+            for offset in range(0, len(data), _PIECE_BYTES):
+                scope = self.scope()
+                self._active.add(scope)
+                try:
+                    with scope:
+                        await server.stream.send_all(data[offset:offset + _PIECE_BYTES])
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await server.protocol.handle(Closed())
+                    return
+                finally:
+                    self._active.discard(scope)
+                if scope.cancelled_caught:   # no progress in time: drop the connection
+                    self.writes_timed_out += 1
+                    log.info("closed a connection whose client stopped reading (%s)",
+                             "shutdown" if self._stop_by <= trio.current_time() else
+                             f"no progress in {self.send_timeout_s:g} s")
+                    await trio.aclose_forcefully(server.stream)
+                    await server.protocol.handle(Closed())
+                    return
 
 
 _original_protocol_send = TCPServer.protocol_send

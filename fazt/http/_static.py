@@ -17,11 +17,14 @@ matching of the request headers live in :mod:`fazt.http._conditional`.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
+
+import trio
 
 from fazt.errors import (
     FaztError,
@@ -30,7 +33,7 @@ from fazt.errors import (
     RangeNotSatisfiable,
     StorageCorrupt,
 )
-from fazt.hosting._site import Site, StaticFile
+from fazt.hosting._site import CHUNK_BYTES, Site, StaticFile
 from fazt.http._conditional import (
     accepted_encodings,
     none_match,
@@ -40,6 +43,8 @@ from fazt.http._conditional import (
 )
 from fazt.http._paths import RequestPath, normalize_request_path, quote_path, scope_path_bytes
 from fazt.http._responses import Message, Receive, Scope, Send
+
+log = logging.getLogger("fazt.http.static")
 
 __all__ = [
     "ContentLoader",
@@ -60,7 +65,6 @@ ContentLoader = Callable[[StaticFile], Awaitable[bytes]]
 RangeLoader = Callable[[StaticFile, int, int], Awaitable[bytes]]
 """Fetches bytes ``first..last`` (inclusive) of a file, for streaming large files."""
 _STREAM_MIN_BYTES: Final = 1024 * 1024
-_STREAM_CHUNK_BYTES: Final = 256 * 1024
 """Fetches a file's bytes (from the in-memory cache or the database)."""
 
 _SINGLE_MESSAGE_MAX_BYTES: Final = 256 * 1024
@@ -159,7 +163,7 @@ async def serve_static(
         await _send_redirect(send, found, scope.get("query_string", b""), common)
     else:
         representation = _select(site, found, headers, immutable)
-        loaders = _Loaders(load, load_range)
+        loaders = _Loaders(load, load_range, receive)
         await _send_target(send, found.status, representation, headers, head=head,
                            loaders=loaders, common=common)
 
@@ -345,8 +349,11 @@ async def _send_partial(
 
 @dataclass(frozen=True, slots=True)
 class _Loaders:
+    """How a response gets its body: whole, or chunk by chunk (watching for a disconnect)."""
+
     load: ContentLoader
     load_range: RangeLoader | None
+    receive: Receive
 
     def streams(self, file: StaticFile) -> bool:
         """Large files are streamed chunk by chunk instead of loaded whole."""
@@ -361,21 +368,40 @@ async def _stream(
     span: tuple[int, int],
     loaders: _Loaders,
 ) -> None:
-    """Send bytes ``span`` of ``file`` reading one chunk at a time: memory per response stays
-    one chunk, whatever the file's size. The first chunk is read before the response starts,
-    so a storage error there still becomes a clean error response."""
-    assert loaders.load_range is not None
+    """Send bytes ``span`` of ``file`` one stored chunk at a time.
+
+    Memory per response stays one chunk whatever the file's size, and reads are aligned to the
+    stored chunks (a range starting mid-chunk reads each chunk once). The first chunk is read
+    before the response starts, so a storage error there still becomes a clean error response.
+    When the client goes away the loop stops (no more reads for a dead socket); a storage error
+    after the start is logged and the response left incomplete, which closes the connection.
+    """
+    load_range = loaders.load_range
+    assert load_range is not None
     first, last = span
-    end = min(first + _STREAM_CHUNK_BYTES, last + 1) - 1
-    chunk = await loaders.load_range(file, first, end)
+    end = min((first // CHUNK_BYTES + 1) * CHUNK_BYTES, last + 1) - 1
+    chunk = await load_range(file, first, end)
     await send({"type": "http.response.start", "status": status, "headers": headers})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_cancel_on_disconnect, loaders.receive, nursery.cancel_scope)
+        try:
+            while end < last:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                start, end = end + 1, min(end + CHUNK_BYTES, last)
+                chunk = await load_range(file, start, end)
+            await send({"type": "http.response.body", "body": chunk, "more_body": False})
+        except FaztError as exc:
+            log.info("stopped streaming %r after the response started: %s: %s", file.path,
+                     exc.code, exc)
+        nursery.cancel_scope.cancel(reason="streamed")
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
     while True:
-        more = end < last
-        await send({"type": "http.response.body", "body": chunk, "more_body": more})
-        if not more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel(reason="client disconnected")
             return
-        start, end = end + 1, min(end + _STREAM_CHUNK_BYTES, last)
-        chunk = await loaders.load_range(file, start, end)
 
 
 async def _load(load: ContentLoader, file: StaticFile) -> bytes:

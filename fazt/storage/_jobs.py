@@ -10,6 +10,7 @@ then is never run, and one that is running is interrupted by the connection's pr
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections import defaultdict
@@ -23,6 +24,7 @@ from fazt.errors import BudgetExceeded
 from ._connect import Connection
 
 T = TypeVar("T")
+log = logging.getLogger("fazt.storage")
 
 # The progress handler runs every this many SQLite VM instructions: about every 10-50 us of
 # query work, cheap enough to leave on and fine-grained enough for millisecond deadlines.
@@ -111,8 +113,12 @@ def resolve(jobs: Iterable[Job[Any]]) -> None:
 def _set_done(jobs: list[Job[Any]]) -> None:
     for job in jobs:
         job.done.set()
+    for job in jobs:   # after every waiter is woken; a failing callback must not stop trio
         if job.on_done is not None:
-            job.on_done()
+            try:
+                job.on_done()
+            except Exception:
+                log.exception("storage on_done callback failed")
 
 
 class InterruptGuard:
