@@ -40,7 +40,7 @@ from fazt.http._static import send_not_found, serve_static
 log = logging.getLogger("fazt.http")
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-_SEND_TIMEOUT_S = 30.0
+_ADMIN_SEND_TIMEOUT_S = 60.0   # a backstop: hypercorn's socket writes have their own guard
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 _APP_LABEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -188,7 +188,8 @@ def _shield_sends(send: Send) -> Send:
     """
 
     async def shielded(message: Message) -> None:
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + _SEND_TIMEOUT_S):
+        with trio.CancelScope(shield=True,
+                              deadline=trio.current_time() + _ADMIN_SEND_TIMEOUT_S):
             await send(message)
 
     return shielded

@@ -16,7 +16,6 @@ matching of the request headers live in :mod:`fazt.http._conditional`.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -42,7 +41,7 @@ from fazt.http._conditional import (
     request_headers,
 )
 from fazt.http._paths import RequestPath, normalize_request_path, quote_path, scope_path_bytes
-from fazt.http._responses import Message, Receive, Scope, Send
+from fazt.http._responses import Message, Receive, Scope, Send, error_from_exception
 
 log = logging.getLogger("fazt.http.static")
 
@@ -431,9 +430,8 @@ async def _send_redirect(
 async def _send_error(
     send: Send, error: FaztError, *, head: bool, extra: Iterable[Header] = ()
 ) -> None:
-    """Send ``{"error": {"code", "message"}}`` with the error's status."""
-    payload = {"error": {"code": error.code, "message": error.public_message()}}
-    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    """Send ``{"error": {"code", "message"}}`` with the error's status (the router's envelope)."""
+    body = error_from_exception(error)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", b"%d" % len(body)),
