@@ -17,6 +17,7 @@ from tests.archives import make_archive
 
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 30.0
+READY_LINE = "press Ctrl-C to stop"
 
 
 def free_port() -> int:
@@ -104,7 +105,7 @@ def start_server(data_dir: Path, *, env: dict[str, str] | None = None, args: tup
 
 
 def wait_ready(server: FaztServer) -> None:
-    """Poll /api/health until it answers, the process dies, or the start-up timeout passes."""
+    """Poll until fazt answers and has printed its banner, dies, or the start-up timeout passes."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     with httpx.Client(timeout=2, trust_env=False) as client:
         while time.monotonic() < deadline:
@@ -113,7 +114,8 @@ def wait_ready(server: FaztServer) -> None:
                                    f"{server.output()}")
             try:
                 r = client.get(f"{server.url}/api/health", headers={"host": "localhost"})
-                if r.status_code == 200:
+                # ready = answering, and the start-up banner (token, URLs) has been printed
+                if r.status_code == 200 and READY_LINE in server.output():
                     return
             except httpx.TransportError:
                 pass
