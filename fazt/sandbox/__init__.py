@@ -1,0 +1,1 @@
+"""Serverless JS: locked-down PythonMonkey worker processes (DESIGN.md section 3)."""

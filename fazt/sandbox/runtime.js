@@ -1,0 +1,349 @@
+// The worker's JS runtime: module loader, request dispatch, capability stubs, console.
+//
+// Evaluated once per worker, before the lockdown and before any app code. It receives the
+// host functions (Python, built once per worker; they take and return strings and numbers
+// only) and returns the entry points the Python side calls. Nothing here is reachable from
+// app code except what is handed to the handler: the request object and the frozen `caps`.
+(function (host) {
+  'use strict';
+  const { send, call, remaining, done } = host;
+  const stringify = JSON.stringify;
+  const parse = JSON.parse;
+  const freeze = Object.freeze;
+  const MAX_LOG_CHARS = 8192;
+
+  // -- base64 (pure JS: PythonMonkey's atob/btoa are Python functions whose errors carry
+  //    host paths) -------------------------------------------------------------------------
+  const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  const B64_INDEX = new Int16Array(256).fill(-1);
+  for (let i = 0; i < 64; i++) B64_INDEX[B64.charCodeAt(i)] = i;
+
+  function bytesToBase64(bytes) {
+    let out = '';
+    let i = 0;
+    for (; i + 2 < bytes.length; i += 3) {
+      const n = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
+      out += B64[n >> 18] + B64[(n >> 12) & 63] + B64[(n >> 6) & 63] + B64[n & 63];
+    }
+    if (i < bytes.length) {
+      const n = (bytes[i] << 16) | ((i + 1 < bytes.length ? bytes[i + 1] : 0) << 8);
+      out += B64[n >> 18] + B64[(n >> 12) & 63] +
+        (i + 1 < bytes.length ? B64[(n >> 6) & 63] : '=') + '=';
+    }
+    return out;
+  }
+
+  function base64ToBytes(text) {
+    const clean = String(text).replace(/[\t\n\f\r ]+/g, '').replace(/={1,2}$/, '');
+    if (clean.length % 4 === 1) throw new TypeError('invalid base64');
+    const out = new Uint8Array(Math.floor(clean.length * 3 / 4));
+    let bits = 0, value = 0, o = 0;
+    for (let i = 0; i < clean.length; i++) {
+      const d = clean.charCodeAt(i) < 256 ? B64_INDEX[clean.charCodeAt(i)] : -1;
+      if (d < 0) throw new TypeError('invalid base64 character');
+      value = (value << 6) | d;
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        out[o++] = (value >> bits) & 255;
+      }
+    }
+    return out;
+  }
+
+  function atob(text) {
+    const bytes = base64ToBytes(text);
+    let out = '';
+    for (let i = 0; i < bytes.length; i++) out += String.fromCharCode(bytes[i]);
+    return out;
+  }
+
+  function btoa(text) {
+    text = String(text);
+    const bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c > 255) throw new TypeError('btoa: the string has characters outside Latin-1');
+      bytes[i] = c;
+    }
+    return bytesToBase64(bytes);
+  }
+
+  // -- UTF-8 ---------------------------------------------------------------------------------
+  function utf8Encode(text) {
+    const out = [];
+    for (let i = 0; i < text.length; i++) {
+      let c = text.codePointAt(i);
+      if (c > 0xffff) i++;
+      if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
+      if (c < 0x80) out.push(c);
+      else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 63));
+      else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+      else out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63),
+        0x80 | (c & 63));
+    }
+    return new Uint8Array(out);
+  }
+
+  // -- logging -------------------------------------------------------------------------------
+  function format(args) {
+    let text = '';
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      let part;
+      if (typeof a === 'string') part = a;
+      else if (a instanceof Error) part = (a.stack ? `${a.name}: ${a.message}\n${a.stack}` : String(a));
+      else {
+        try { part = stringify(a); } catch (e) { part = undefined; }
+        if (part === undefined) part = String(a);
+      }
+      text += (i ? ' ' : '') + part;
+      if (text.length > MAX_LOG_CHARS) break;
+    }
+    return text.length > MAX_LOG_CHARS ? text.slice(0, MAX_LOG_CHARS) + '…' : text;
+  }
+
+  function logger(level) {
+    return function () { send('log', stringify([level, format(arguments)])); };
+  }
+
+  const log = freeze({
+    debug: logger('debug'), info: logger('info'), warn: logger('warn'), error: logger('error'),
+  });
+  const console = freeze({
+    log: log.info, info: log.info, debug: log.debug, warn: log.warn, error: log.error,
+    trace: log.debug,
+  });
+
+  // -- capability calls: one frozen object per worker; Python attributes each call to the
+  //    request whose code is running --------------------------------------------------------
+  const pending = new Map();
+
+  function capCall(cap, method, args) {
+    return new Promise(function (resolve, reject) {
+      const id = call(stringify([cap, method, args]));
+      if (typeof id === 'string') {          // refused at once (no request, bad arguments)
+        reject(makeError(parse(id)));
+        return;
+      }
+      pending.set(id, [resolve, reject]);
+    });
+  }
+
+  function makeError(info) {
+    const error = new Error(info.message);
+    error.code = info.code;
+    return error;
+  }
+
+  const budget = freeze({ remaining: function () { return remaining(); } });
+
+  // `granted` maps each capability beyond log/budget to its method names (from the server);
+  // every such method is an async RPC.
+  function buildCaps(granted) {
+    const caps = { log, budget };
+    for (const name of Object.keys(granted)) {
+      if (name === 'log' || name === 'budget') continue;
+      const methods = {};
+      for (const method of granted[name]) {
+        methods[method] = function () {
+          return capCall(name, method, Array.prototype.slice.call(arguments));
+        };
+      }
+      caps[name] = freeze(methods);
+    }
+    return freeze(caps);
+  }
+
+  // -- modules -------------------------------------------------------------------------------
+  const modules = new Map();   // path -> {compiled, module, loading}
+
+  function dirname(path) {
+    const i = path.lastIndexOf('/');
+    return i < 0 ? '' : path.slice(0, i);
+  }
+
+  function resolvePath(from, spec) {
+    if (typeof spec !== 'string' || !(spec.startsWith('./') || spec.startsWith('../'))) {
+      throw new Error(`require(${stringify(String(spec))}): only the app's own modules under ` +
+        'api/ can be loaded, by relative path (e.g. require("./lib.js"))');
+    }
+    const parts = dirname(from).split('/').filter(Boolean);
+    for (const part of spec.split('/')) {
+      if (part === '' || part === '.') continue;
+      if (part === '..') {
+        if (parts.length <= 1) {
+          throw new Error(`require(${stringify(spec)}): outside api/`);
+        }
+        parts.pop();
+      } else parts.push(part);
+    }
+    const base = parts.join('/');
+    for (const candidate of [base, base + '.js', base + '.json', base + '/index.js']) {
+      if (modules.has(candidate)) return candidate;
+    }
+    throw new Error(`require(${stringify(spec)}): no module ${base} in api/`);
+  }
+
+  function requireFrom(from) {
+    return function require(spec) {
+      const path = resolvePath(from, spec);
+      return load(path);
+    };
+  }
+
+  function load(path) {
+    const entry = modules.get(path);
+    if (entry.module) return entry.module.exports;
+    const module = { exports: {} };
+    entry.module = module;
+    if (entry.json !== undefined) {
+      module.exports = parse(entry.json);
+    } else {
+      entry.compiled.call(module.exports, module.exports, requireFrom(path), module, path,
+        dirname(path));
+    }
+    return module.exports;
+  }
+
+  // -- requests ------------------------------------------------------------------------------
+  let handler = null;
+  let caps = null;
+
+  function buildRequest(raw) {
+    const bodyB64 = raw.body_b64;
+    const request = {
+      method: raw.method, path: raw.path, query: raw.query, headers: raw.headers,
+      cookies: raw.cookies, ip: raw.ip, requestId: raw.request_id, body: raw.body,
+      bytes: function () {
+        if (bodyB64 !== undefined && bodyB64 !== null) return base64ToBytes(bodyB64);
+        if (typeof raw.text === 'string') return utf8Encode(raw.text);
+        return new Uint8Array(0);
+      },
+      text: function () { return typeof raw.text === 'string' ? raw.text : null; },
+    };
+    return request;
+  }
+
+  const RESPONSE_KEYS = new Set(['status', 'headers', 'body', 'json', 'cookies']);
+
+  function isResponseSpec(value) {
+    const keys = Object.keys(value);
+    if (!keys.every((k) => RESPONSE_KEYS.has(k))) return false;
+    return 'body' in value || 'json' in value || typeof value.status === 'number';
+  }
+
+  function headerList(headers) {
+    if (headers === undefined || headers === null) return [];
+    if (typeof headers !== 'object') throw new TypeError('response headers must be an object');
+    const out = [];
+    for (const name of Object.keys(headers)) {
+      const value = headers[name];
+      if (Array.isArray(value)) for (const v of value) out.push([name, String(v)]);
+      else out.push([name, String(value)]);
+    }
+    return out;
+  }
+
+  function bodyOf(body, out) {
+    if (body === undefined || body === null) return;
+    if (typeof body === 'string') out.body = body;
+    else if (body instanceof Uint8Array) out.b64 = bytesToBase64(body);
+    else if (body instanceof ArrayBuffer) out.b64 = bytesToBase64(new Uint8Array(body));
+    else throw new TypeError('response body must be a string, Uint8Array or ArrayBuffer ' +
+      '(use json: for objects)');
+  }
+
+  function normalize(value) {
+    const out = { status: 200, headers: [] };
+    if (value === undefined || value === null) {
+      out.status = 204;
+    } else if (typeof value === 'string') {
+      out.body = value;
+      out.type = 'text/plain; charset=utf-8';
+    } else if (value instanceof Uint8Array || value instanceof ArrayBuffer) {
+      bodyOf(value, out);
+      out.type = 'application/octet-stream';
+    } else if (typeof value === 'object' && isResponseSpec(value)) {
+      if (value.status !== undefined) out.status = value.status;
+      out.headers = headerList(value.headers);
+      if (value.json !== undefined) {
+        out.body = stringify(value.json);
+        out.type = 'application/json';
+      } else {
+        bodyOf(value.body, out);
+        if (typeof value.body === 'string') out.type = 'text/plain; charset=utf-8';
+        else if (out.b64 !== undefined) out.type = 'application/octet-stream';
+      }
+      if (value.cookies !== undefined) out.cookies = value.cookies;
+    } else {
+      const text = stringify(value);
+      if (text === undefined) throw new TypeError(`the handler returned a ${typeof value}`);
+      out.body = text;
+      out.type = 'application/json';
+    }
+    return stringify(out);
+  }
+
+  function describe(error) {
+    if (error instanceof Error) {
+      return stringify({
+        name: String(error.name), message: String(error.message).slice(0, 2000),
+        stack: typeof error.stack === 'string' ? error.stack.slice(0, 8000) : '',
+        code: typeof error.code === 'string' ? error.code : null,
+      });
+    }
+    let message;
+    try { message = String(error); } catch (e) { message = '(unprintable value)'; }
+    return stringify({ name: 'thrown value', message: message.slice(0, 2000), stack: '',
+      code: null });
+  }
+
+  return {
+    globals: { console, atob, btoa },
+
+    // Called by Python with a map of path -> compiled module function (or JSON text).
+    load: function (compiled, jsonFiles, main, granted) {
+      for (const path of Object.keys(compiled)) modules.set(path, { compiled: compiled[path] });
+      for (const path of Object.keys(jsonFiles)) modules.set(path, { json: jsonFiles[path] });
+      const exports = load(main);
+      let fn = exports;
+      if (typeof fn !== 'function' && fn && typeof fn.default === 'function') fn = fn.default;
+      if (typeof fn !== 'function') {
+        throw new TypeError(`${main} must export a function (module.exports = async ` +
+          'function (request, caps) {...} or export default async function ...)');
+      }
+      handler = fn;
+      caps = buildCaps(parse(granted));
+    },
+
+    dispatch: function (rid, rawJson) {
+      let request;
+      try {
+        request = buildRequest(parse(rawJson));
+      } catch (e) {
+        done(rid, false, describe(e));
+        return;
+      }
+      Promise.resolve()
+        .then(function () { return handler(request, caps); })
+        .then(function (value) {
+          let text;
+          try { text = normalize(value); } catch (e) { done(rid, false, describe(e)); return; }
+          done(rid, true, text);
+        }, function (error) { done(rid, false, describe(error)); });
+    },
+
+    deliver: function (id, ok, payload) {
+      const entry = pending.get(id);
+      if (entry === undefined) return;
+      pending.delete(id);
+      if (ok) entry[0](payload === '' ? undefined : parse(payload));
+      else entry[1](makeError(parse(payload)));
+    },
+
+    forget: function (ids) {
+      for (const id of ids) pending.delete(id);
+    },
+  };
+})

@@ -1,0 +1,385 @@
+"""A JS worker process: ``python -m fazt.sandbox.worker PARENT_PID DATA_LIMIT_MB``.
+
+Runs untrusted app code for exactly one deploy of one app. Start-up, before any app code:
+
+1. die with the parent (``PR_SET_PDEATHSIG``), limits (``RLIMIT_DATA``, no core files, no
+   file writes), protocol on private fds, stdout pointed at stderr;
+2. import PythonMonkey, install the watchdog and the event-loop stand-in;
+3. evaluate ``runtime.js`` (loader, dispatch, capability stubs) and ``lockdown.js`` (only
+   standard globals remain, the debugger is gone, every reachable object is frozen);
+4. say ``ready``; then ``load`` compiles the app's modules and runs ``api/main.js``.
+
+Requests are multiplexed: each JS slice (the first run of a handler, or one promise job) is
+attributed to the request whose code enqueued it, and runs under the watchdog armed for that
+request's deadline. A request past its deadline is failed at once and its remaining jobs are
+dropped; other requests in the worker go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import functools
+import os
+import resource
+import select
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fazt.sandbox._modules import ModuleSyntaxError, wrap
+from fazt.sandbox._protocol import FrameReader, ProtocolError, encode
+
+_HERE = Path(__file__).parent
+_PR_SET_PDEATHSIG = 1
+_LOAD_S = 5.0                # time for the app's top-level module code
+_FAIRNESS_S = 0.02           # run jobs at most this long before looking at the pipe again
+MAX_LOG_LINES = 1000         # per request; one more line says the rest was dropped
+MAX_CALLS_IN_FLIGHT = 64     # per request
+
+
+@dataclass(eq=False)
+class Request:
+    id: int
+    end: float                # JS may run until here (time.monotonic)
+    budget_end: float         # the request's own deadline, for budget.remaining()
+    slice_s: float
+    js_s: float = 0.0
+    log_lines: int = 0
+    calls: set[int] = field(default_factory=set)
+    finished: bool = False
+
+
+class _Handle:
+    def cancel(self) -> None:  # PythonMonkey never cancels a job; present for the protocol
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+
+class JobLoop:
+    """The asyncio-loop stand-in PythonMonkey schedules promise jobs on.
+
+    PythonMonkey calls ``call_soon_threadsafe`` for promise jobs (timers are removed by the
+    lockdown), and ``create_future``/``call_exception_handler`` for rejected promises; any
+    other loop method raising would crash it, so none is left undefined that it uses. Each job is tagged with the request whose code was running when it was
+    enqueued, so later slices are charged to that request.
+    """
+
+    def __init__(self) -> None:
+        self.ready: deque[tuple[Request | None, Callable[..., Any], tuple[Any, ...]]] = deque()
+        self.current: Request | None = None
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any,
+                             context: Any = None) -> _Handle:
+        self.ready.append((self.current, callback, args))
+        return _Handle()
+
+    call_soon = call_soon_threadsafe
+
+    def create_future(self) -> asyncio.Future[Any]:
+        # PythonMonkey's rejection tracker turns every rejected promise into a Future.
+        return asyncio.Future(loop=self)   # type: ignore[arg-type]
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        # "Future exception was never retrieved": PythonMonkey reports rejections that are
+        # handled a moment later too, so these are noise. A request's outcome is what the
+        # handler's promise settles to.
+        pass
+
+    def get_debug(self) -> bool:
+        return False
+
+    def is_running(self) -> bool:
+        return True
+
+    def is_closed(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        raise NotImplementedError(f"the fazt JS worker has no asyncio {name}")
+
+
+def _host_function(fallback: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def safe(*args: Any) -> Any:
+            try:
+                return fn(*args)
+            except Exception:   # noqa: BLE001 - see the note on host functions
+                traceback.print_exc()
+                return fallback
+
+        return safe
+
+    return decorate
+
+
+class Worker:
+    def __init__(self, proto_in: int, proto_out: int) -> None:
+        import pythonmonkey as pm
+
+        from fazt.sandbox._watchdog import Watchdog
+
+        self._pm = pm
+        self._in = proto_in
+        self._out = proto_out
+        self._reader = FrameReader()
+        self.loop = JobLoop()
+        asyncio.events._set_running_loop(self.loop)  # type: ignore[arg-type]
+        self.watchdog = Watchdog()
+        self.requests: dict[int, Request] = {}
+        self.calls: dict[int, Request] = {}
+        self._next_call = 0
+        self.poisoned = False
+        host = {"send": self._on_log, "call": self._on_call, "remaining": self._on_remaining,
+                "done": self._on_done}
+        runtime_src = (_HERE / "runtime.js").read_text(encoding="utf-8")
+        self.runtime = pm.eval(runtime_src, {"filename": "fazt:runtime"})(host)
+        lockdown = pm.eval((_HERE / "lockdown.js").read_text(encoding="utf-8"),
+                           {"filename": "fazt:lockdown"})
+        lockdown(self.runtime["globals"])
+        self._dispatch = self.runtime["dispatch"]
+        self._deliver = self.runtime["deliver"]
+        self._forget = self.runtime["forget"]
+
+    # -- host functions (called from JS; strings and numbers only) --------------------------
+    # They must never raise: a Python exception reaches JS as an Error whose text carries
+    # host paths, and one raised inside a promise job crashes PythonMonkey. JS strings arrive
+    # as a str subclass, hence the str() before parsing.
+
+    @_host_function(None)
+    def _on_log(self, kind: str, text: str) -> None:
+        request = self.loop.current
+        level, line = orjson.loads(str(text))
+        if request is not None:
+            request.log_lines += 1
+            if request.log_lines > MAX_LOG_LINES:
+                if request.log_lines == MAX_LOG_LINES + 1:
+                    self.send({"t": "log", "rid": request.id, "level": "warn"},
+                              f"log limit of {MAX_LOG_LINES} lines per request reached; "
+                              "further lines dropped".encode())
+                return
+        rid = request.id if request is not None else None
+        self.send({"t": "log", "rid": rid, "level": level},
+                  line.encode("utf-8", "replace"))
+
+    @_host_function('{"code": "internal", "message": "capability call failed"}')
+    def _on_call(self, text: str) -> float | str:
+        request = self.loop.current
+        if request is None or request.finished:
+            return orjson.dumps({"code": "no_request", "message": "capabilities can only be "
+                                 "used while a request is being handled"}).decode()
+        if len(request.calls) >= MAX_CALLS_IN_FLIGHT:
+            return orjson.dumps({"code": "too_many_calls", "message": "more than "
+                                 f"{MAX_CALLS_IN_FLIGHT} capability calls in flight"}).decode()
+        self._next_call += 1
+        cid = self._next_call
+        request.calls.add(cid)
+        self.calls[cid] = request
+        self.send({"t": "call", "rid": request.id, "cid": cid}, str(text).encode())
+        return cid
+
+    @_host_function(0.0)
+    def _on_remaining(self) -> float:
+        request = self.loop.current
+        if request is None:
+            return 0.0
+        return float(max(0, int((request.budget_end - time.monotonic()) * 1000)))
+
+    @_host_function(None)
+    def _on_done(self, rid: float, ok: bool, text: str) -> None:
+        request = self.requests.get(int(rid))
+        if request is None or request.finished:
+            return
+        self._finish(request, {"t": "done", "id": request.id, "ok": bool(ok)},
+                     str(text).encode())
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
+        data = encode(header, body)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._out, view)
+            view = view[written:]
+
+    def _finish(self, request: Request, header: dict[str, Any], body: bytes = b"") -> None:
+        request.finished = True
+        self.requests.pop(request.id, None)
+        if request.calls:
+            for cid in request.calls:
+                self.calls.pop(cid, None)
+            self._forget(list(request.calls))
+            request.calls.clear()
+        header["js_ms"] = round(request.js_s * 1000, 3)
+        self.send(header, body)
+
+    def run_slice(self, request: Request | None, fn: Callable[..., Any], *args: Any) -> None:
+        """Run one piece of JS charged to ``request`` under the watchdog."""
+        if request is not None and request.finished:
+            return                      # a timed-out or cancelled request: drop its jobs
+        started = time.monotonic()
+        deadline = started + _LOAD_S if request is None else \
+            min(started + request.slice_s, request.end)
+        self.loop.current = request
+        self.watchdog.arm(deadline)
+        error: BaseException | None = None
+        try:
+            fn(*args)
+        except Exception as exc:   # noqa: BLE001 - classified below, never re-raised into JS
+            error = exc
+        finally:
+            self.watchdog.disarm()
+            self.loop.current = None
+            if request is not None:
+                request.js_s += time.monotonic() - started
+        if self.watchdog.out_of_memory:
+            self.poisoned = True
+        if request is None or request.finished:
+            if error is not None and request is None:
+                raise error
+            return
+        if self.poisoned:
+            self._finish(request, {"t": "fail", "id": request.id, "code": "js_memory"})
+        elif error is not None and self.watchdog.expired:
+            self._finish(request, {"t": "fail", "id": request.id, "code": "js_timeout"})
+        elif error is not None:
+            message = str(error)
+            code = "js_memory" if "out of memory" in message else "js_error"
+            if code == "js_memory":
+                self.poisoned = True
+            body = orjson.dumps({"name": "Error", "message": message[:2000], "stack": "",
+                                 "code": None})
+            self._finish(request, {"t": "fail" if code == "js_memory" else "done",
+                                   "id": request.id, "ok": False, "code": code}, body)
+        if self.poisoned:
+            self.send({"t": "poisoned", "reason": "out of memory"})
+
+    def handle(self, header: dict[str, Any], body: bytes) -> None:
+        kind = header["t"]
+        if kind == "req":
+            now = time.monotonic()
+            request = Request(id=int(header["id"]), end=now + header["end_ms"] / 1000,
+                              budget_end=now + header["budget_ms"] / 1000,
+                              slice_s=header["slice_ms"] / 1000)
+            self.requests[request.id] = request
+            self.run_slice(request, self._dispatch, request.id, body.decode())
+        elif kind == "res":
+            cid = int(header["cid"])
+            request = self.calls.pop(cid, None)
+            if request is None or request.finished:
+                return
+            request.calls.discard(cid)
+            self.run_slice(request, self._deliver, cid, bool(header["ok"]), body.decode())
+        elif kind == "cancel":
+            request = self.requests.get(int(header["id"]))
+            if request is not None:
+                request.finished = True
+                self.requests.pop(request.id, None)
+                for cid in request.calls:
+                    self.calls.pop(cid, None)
+        elif kind == "load":
+            self.load(header, body)
+        else:
+            raise ProtocolError(f"unknown message {kind!r}")
+
+    def load(self, header: dict[str, Any], body: bytes) -> None:
+        limit = int(header["memory_mb"]) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+        files: dict[str, str] = orjson.loads(body)["files"]
+        try:
+            compiled = {}
+            for path, text in files.items():
+                if path.endswith(".js"):
+                    source = wrap(path, text)
+                    compiled[path] = self._pm.eval(source.source, {"filename": path,
+                                                                   "lineno": 1})
+            json_files = {p: t for p, t in files.items() if p.endswith(".json")}
+            granted = orjson.dumps(header.get("granted") or {}).decode()
+            self.run_slice(None, self.runtime["load"], compiled, json_files, header["main"],
+                           granted)
+        except (ModuleSyntaxError, Exception) as exc:   # noqa: BLE001 - reported to the server
+            message = "out of time running the module's top level" if self.watchdog.expired \
+                else str(exc)
+            self.send({"t": "loaded", "ok": False}, message[:4000].encode())
+            return
+        self.send({"t": "loaded", "ok": True})
+
+    def run(self) -> None:
+        self.send({"t": "ready", "pid": os.getpid()})
+        while True:
+            if self.loop.ready:
+                until = time.monotonic() + _FAIRNESS_S
+                while self.loop.ready and time.monotonic() < until:
+                    request, callback, args = self.loop.ready.popleft()
+                    self.run_slice(request, callback, *args)
+                timeout = 0.0
+            else:
+                timeout = self._next_expiry()
+            readable, _, _ = select.select([self._in], [], [], timeout)
+            if readable:
+                data = os.read(self._in, 1 << 20)
+                if not data:
+                    return               # the server closed the pipe: exit
+                for header, body in self._reader.feed(data):
+                    self.handle(header, body)
+            self._expire()
+
+    def _next_expiry(self) -> float | None:
+        if not self.requests:
+            return None
+        return max(0.0, min(r.end for r in self.requests.values()) - time.monotonic())
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for request in [r for r in self.requests.values() if r.end <= now]:
+            self._finish(request, {"t": "fail", "id": request.id, "code": "js_timeout"})
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:      # the parent died before prctl took effect
+        os._exit(1)
+
+
+def main(argv: list[str]) -> None:
+    parent_pid, data_mb = int(argv[0]), int(argv[1])
+    _die_with_parent(parent_pid)
+    # The protocol uses private copies of stdin/stdout; stray prints go to stderr.
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    limit = data_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    worker = Worker(proto_in, proto_out)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    try:
+        worker.run()
+    except (ProtocolError, BrokenPipeError):
+        pass
+    except BaseException:
+        traceback.print_exc()      # the server logs the worker's stderr
+        raise
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # PythonMonkey's atexit tear-down can crash the process; nothing is left to clean up.
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
