@@ -56,6 +56,29 @@ class Config:
     max_compression_ratio: float = _setting(200.0, low=1)
     max_api_body_bytes: int = _setting(1 * MIB, low=1024)
     static_cache_bytes: int = _setting(64 * MIB, low=0)
+    max_api_response_bytes: int = _setting(10 * MIB, low=1024, high=48 * MIB)
+    budget_request_s: float = _setting(10.0, low=0.05, high=600)
+    budget_js_slice_s: float = _setting(5.0, low=0.01, high=600)
+    budget_storage_s: float = _setting(3.0, low=0.01, high=600)
+    budget_net_s: float = _setting(4.0, low=0.01, high=600)
+    budget_respond_reserve_s: float = _setting(0.1, low=0.0, high=10)
+    js_workers_per_app: int = _setting(2, low=1, high=64)
+    js_worker_concurrency: int = _setting(16, low=1, high=1000)
+    js_memory_mb: int = _setting(128, low=64, high=16_384)
+    js_memory_mb_max: int = _setting(512, low=64, high=16_384)
+    js_total_memory_mb: int = _setting(0, low=0)
+    js_spares: int = _setting(1, low=0, high=16)
+    js_idle_s: float = _setting(300.0, low=1, high=86_400)
+    js_recycle_after: int = _setting(10_000, low=1)
+    js_kill_grace_s: float = _setting(0.25, low=0.01, high=10)
+
+    @property
+    def js_total_memory(self) -> int:
+        """The JS workers' memory bound in MB (``js_total_memory_mb``; 0 = half of RAM)."""
+        if self.js_total_memory_mb:
+            return self.js_total_memory_mb
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return max(self.js_memory_mb_max, physical // 2 // MIB)
 
     @property
     def db_path(self) -> Path:
@@ -177,5 +200,12 @@ def _check_consistency(config: Config) -> None:
     if not domain or domain != domain.lower() or domain.startswith(".") or "/" in domain \
             or ":" in domain or " " in domain:
         raise ConfigError(f"domain: {domain!r} is not a lowercase host name (e.g. example.com)")
+    if config.js_memory_mb > config.js_memory_mb_max:
+        raise ConfigError("js_memory_mb cannot exceed js_memory_mb_max")
+    if config.js_total_memory_mb and config.js_total_memory_mb < config.js_memory_mb_max:
+        raise ConfigError("js_total_memory_mb must be 0 (half of RAM) or at least "
+                          "js_memory_mb_max")
+    if config.budget_respond_reserve_s >= config.budget_request_s:
+        raise ConfigError("budget_respond_reserve_s must be less than budget_request_s")
     if config.max_file_bytes > config.max_app_bytes:
         raise ConfigError("max_file_bytes cannot exceed max_app_bytes")

@@ -27,6 +27,13 @@ replaced by a generic one so that no stack trace, host path or SQL reaches a cli
     │   └── ArchiveRejected            422 archive_rejected
     │       └── ArchiveTooLarge        413 archive_too_large
     ├── BudgetExceeded                 504 <phase>_timeout
+    ├── SandboxError                   500 js_error
+    │   ├── JsError                    500 js_error
+    │   ├── JsMemory                   503 js_memory
+    │   ├── JsCrashed                  502 js_crashed
+    │   ├── JsBusy                     503 js_busy
+    │   └── CapabilityError            400 capability_error (returned to JS, not to clients)
+    │       └── CapabilityNotGranted   403 capability_not_granted
     └── StorageError                   500 storage_error
         ├── StorageBusy                503 storage_busy
         ├── StorageFull                507 storage_full
@@ -212,6 +219,63 @@ class BudgetExceeded(FaztError):
     def __init__(self, message: str = "", *, phase: str) -> None:
         super().__init__(message or f"{phase} phase ran out of time", code=f"{phase}_timeout")
         self.phase = phase
+
+
+class SandboxError(FaztError):
+    """The app's JavaScript could not produce a response."""
+
+    code = "js_error"
+    http_status = 500
+
+
+class JsError(SandboxError):
+    """The app's handler threw, failed to load, or returned an invalid response.
+
+    The details (the app's file and line) go to the app's log, never to the client.
+    """
+
+    code = "js_error"
+
+    def public_message(self) -> str:
+        return "the app's handler failed; its log has the details (fazt app logs APP)"
+
+
+class JsMemory(SandboxError):
+    """The app's worker ran out of its memory limit."""
+
+    code = "js_memory"
+    http_status = 503
+
+    def public_message(self) -> str:
+        return "the app's handler ran out of memory"
+
+
+class JsCrashed(SandboxError):
+    """The app's worker process died while handling the request."""
+
+    code = "js_crashed"
+    http_status = 502
+
+
+class JsBusy(SandboxError):
+    """No JS worker can be started for the app right now (memory limit reached)."""
+
+    code = "js_busy"
+    http_status = 503
+
+
+class CapabilityError(SandboxError):
+    """A capability call was refused; the message goes back to the app's JS."""
+
+    code = "capability_error"
+    http_status = 400
+
+
+class CapabilityNotGranted(CapabilityError):
+    """The app's manifest does not grant this capability."""
+
+    code = "capability_not_granted"
+    http_status = 403
 
 
 class StorageError(FaztError):

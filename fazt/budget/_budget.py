@@ -122,6 +122,14 @@ class Budget:
             self._exceeded[phase] = self._exceeded.get(phase, 0) + 1
             raise BudgetExceeded(phase=phase.value)
 
+    def record(self, phase: Phase, used_s: float, *, exceeded: bool = False) -> None:
+        """Account for work of ``phase`` measured elsewhere (JS time reported by a worker)."""
+        phase = Phase(phase)
+        self._counts[phase] = self._counts.get(phase, 0) + 1
+        self._used_s[phase] = self._used_s.get(phase, 0.0) + max(0.0, used_s)
+        if exceeded:
+            self._exceeded[phase] = self._exceeded.get(phase, 0) + 1
+
     def statistics(self) -> dict[Phase, PhaseStats]:
         """Per-phase operation count, time used and expiries (for traces and /api/_debug)."""
         return {phase: PhaseStats(count=self._counts.get(phase, 0),

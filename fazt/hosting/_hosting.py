@@ -23,7 +23,14 @@ import sqlcipher3
 import trio
 
 from fazt.auth._tokens import now_iso
-from fazt.errors import AppNotFound, Conflict, DeployNotFound, NotFound, StorageCorrupt
+from fazt.errors import (
+    AppNotFound,
+    Conflict,
+    DeployNotFound,
+    InvalidManifest,
+    NotFound,
+    StorageCorrupt,
+)
 from fazt.hosting._archive import ArchiveContents, ArchiveLimits, read_archive
 from fazt.hosting._manifest import MANIFEST_PATH, Manifest, parse_manifest
 from fazt.hosting._mime import content_type_for
@@ -279,7 +286,8 @@ class Hosting:
 
         def read(conn: sqlcipher3.Connection) -> Site | None:
             row = conn.execute(
-                "SELECT d.id, d.spa FROM apps a JOIN deploys d ON d.id = a.current_deploy_id "
+                "SELECT d.id, d.spa, d.manifest FROM apps a "
+                "JOIN deploys d ON d.id = a.current_deploy_id "
                 "WHERE a.name = ?", (name,)).fetchone()
             if row is None:
                 return None
@@ -287,7 +295,8 @@ class Hosting:
             files = {r[0]: StaticFile(path=r[0], sha256=r[1], size=r[2], content_type=r[3])
                      for r in conn.execute("SELECT path, sha256, size, content_type FROM files "
                                            "WHERE deploy_id = ?", (deploy_id,))}
-            return Site(app=name, deploy_id=deploy_id, spa=spa, files=files)
+            return Site(app=name, deploy_id=deploy_id, spa=spa, files=files,
+                        manifest=_stored_manifest(row[2]), generation=generation)
 
         site = await self._db.read(read, deadline=self._deadline())
         if self._generation.get(name, 0) == generation:
@@ -349,6 +358,14 @@ class Hosting:
     def _invalidate(self, name: str) -> None:
         self._generation[name] = self._generation.get(name, 0) + 1
         self._sites.pop(name, None)
+
+
+def _stored_manifest(text: str | None) -> Manifest:
+    """The manifest of a live deploy (validated when it was deployed)."""
+    try:
+        return parse_manifest(text.encode("utf-8") if text is not None else None)
+    except InvalidManifest:   # deployed under older rules: serve it with defaults
+        return Manifest()
 
 
 def _deploy_from_row(row: Any, *, current_id: int | None) -> DeployInfo | None:

@@ -15,6 +15,8 @@ MAX_MANIFEST_BYTES = 64 * 1024
 class Manifest:
     spa: bool = False
     name: str | None = None
+    request_ms: int | None = None     # limits.request_ms: lowers the request budget
+    memory_mb: int | None = None      # limits.memory_mb: the JS worker's memory limit
     text: str | None = None   # the file as deployed, kept for `fazt app info`
 
 
@@ -37,4 +39,25 @@ def parse_manifest(data: bytes | None) -> Manifest:
     name = value.get("name")
     if name is not None and not isinstance(name, str):
         raise InvalidManifest(f"manifest.json: \"name\" must be a string, got {name!r}")
-    return Manifest(spa=spa, name=name, text=text)
+    limits = value.get("limits", {})
+    if not isinstance(limits, dict):
+        raise InvalidManifest(f"manifest.json: \"limits\" must be an object, got {limits!r}")
+    unknown = sorted(set(limits) - set(_LIMITS))
+    if unknown:
+        raise InvalidManifest(f"manifest.json: unknown key \"limits.{unknown[0]}\" "
+                              f"(known: {', '.join(sorted(_LIMITS))})")
+    checked: dict[str, int] = {}
+    for key, (low, high) in _LIMITS.items():
+        item = limits.get(key)
+        if item is None:
+            continue
+        if isinstance(item, bool) or not isinstance(item, int) or not low <= item <= high:
+            raise InvalidManifest(f"manifest.json: \"limits.{key}\" must be an integer from "
+                                  f"{low} to {high}, got {item!r}")
+        checked[key] = item
+    return Manifest(spa=spa, name=name, text=text, request_ms=checked.get("request_ms"),
+                    memory_mb=checked.get("memory_mb"))
+
+
+# The server's own settings cap these further (js_request_timeout_s, js_memory_mb_max).
+_LIMITS = {"request_ms": (10, 600_000), "memory_mb": (64, 16_384)}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from fazt.hosting._manifest import Manifest
 
 CHUNK_BYTES = 256 * 1024
 """Stored file bytes are split in chunks of this size: the unit of streaming and range reads."""
@@ -27,3 +29,5 @@ class Site:
     deploy_id: int
     spa: bool
     files: Mapping[str, StaticFile]
+    manifest: Manifest = field(default_factory=Manifest)
+    generation: int = 0    # increases with every index read: a higher one is newer

@@ -25,6 +25,7 @@ import trio
 
 from fazt.errors import FaztError, NotFound
 from fazt.hosting import Hosting, is_content_hashed
+from fazt.http._api import ApiGateway, ClientGone
 from fazt.http._paths import normalize_request_path, scope_path_bytes
 from fazt.http._responses import (
     Headers,
@@ -64,11 +65,13 @@ def request_id_of(scope: Mapping[str, Any]) -> str:
 class RootApp:
     """Everything hypercorn calls goes through here."""
 
-    def __init__(self, *, domain: str, admin: ASGIApp, hosting: Hosting) -> None:
+    def __init__(self, *, domain: str, admin: ASGIApp, hosting: Hosting,
+                 api: ApiGateway | None = None) -> None:
         self._domain_suffix = "." + domain
         self._admin_hosts = frozenset({domain, "admin." + domain, "localhost"})
         self._admin = admin
         self._hosting = hosting
+        self._api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -111,10 +114,16 @@ class RootApp:
                 return
             request = normalize_request_path(scope_path_bytes(scope))
             if request.path == "api" or request.path.startswith("api/"):
-                raise NotFound(f"app {app!r} has no API handler (api/main.js)")
+                if self._api is None:
+                    raise NotFound(f"app {app!r} has no API handler (api/main.js)")
+                await self._api.serve(scope, receive, send, site=site, request_id=request_id,
+                                      common=[*_COMMON_HEADERS, rid_header])
+                return
             await serve_static(scope, receive, send, site=site, load=self._hosting.load,
                                immutable=is_content_hashed, common=common, request=request,
                                load_range=self._hosting.load_range)
+        except ClientGone:
+            return
         except FaztError as exc:
             if exc.http_status >= 500:
                 log.warning("request %s failed: %s: %s", request_id, exc.code, exc)

@@ -8,8 +8,8 @@ statement by statement, keeping every line where it was (error lines stay right)
     import * as ns from "./a.js"        const ns = require("./a.js");
     import "./a.js"                     require("./a.js");
     export default <expression>         module.exports.default = <expression>
-    export function f / class C         function f / class C         (+ exports.f = f at the end)
-    export const a = 1, b = 2           const a = 1, b = 2           (+ exports.a = a ... at the end)
+    export function f / class C         function f / class C    (+ exports.f = f at the end)
+    export const a = 1, b = 2           const a = 1, b = 2      (+ exports.a = a ... at the end)
     export {a, b as c}                  (exports.a = a; exports.c = b at the end)
     export * from "./a.js"              Object.assign(exports, require("./a.js"));
     export {a as b} from "./a.js"       (b = require("./a.js").a, bound at the top)

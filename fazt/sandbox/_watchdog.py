@@ -66,7 +66,7 @@ class Watchdog:
     """
 
     def __init__(self) -> None:
-        import pythonmonkey   # the worker has already imported it; this finds the module
+        import pythonmonkey  # the worker has already imported it; this finds the module
 
         package = Path(pythonmonkey.__file__).parent
         mozjs = ctypes.CDLL(str(next(package.glob("libmozjs-*.so"))))

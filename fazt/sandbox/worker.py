@@ -70,9 +70,10 @@ class JobLoop:
     """The asyncio-loop stand-in PythonMonkey schedules promise jobs on.
 
     PythonMonkey calls ``call_soon_threadsafe`` for promise jobs (timers are removed by the
-    lockdown), and ``create_future``/``call_exception_handler`` for rejected promises; any
-    other loop method raising would crash it, so none is left undefined that it uses. Each job is tagged with the request whose code was running when it was
-    enqueued, so later slices are charged to that request.
+    lockdown). Each job is tagged with the request whose code was running when it was
+    enqueued, so later slices are charged to that request. ``create_future`` and
+    ``call_exception_handler`` serve its promise-rejection tracker, which the watchdog turns
+    off; they stay as a guard, since a loop method that raises would crash PythonMonkey.
     """
 
     def __init__(self) -> None:

@@ -1,0 +1,292 @@
+"""``/api/*`` on an app host: the request becomes JSON, runs in the app's JS worker pool
+under a Budget, and the handler's answer is checked and sent.
+
+Bare ASGI like the static path (quart would halve throughput). Everything the handler returns
+is untrusted: status, header names and values, cookies and body size are validated here, and
+anything invalid is a ``js_error`` logged to the app's log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+import trio
+
+from fazt.budget import Budget, BudgetPolicy
+from fazt.capabilities import Capabilities
+from fazt.errors import InvalidJson, JsError, NotFound, PayloadTooLarge
+from fazt.hosting import Hosting, Site
+from fazt.http._responses import Headers, Receive, Scope, Send
+from fazt.sandbox import AppCode, JsRequest, Sandbox
+
+log = logging.getLogger("fazt.http")
+
+MAIN = "api/main.js"
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_COOKIE_VALUE = re.compile(r"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]{0,4096}$")
+_RESERVED_HEADERS = frozenset({
+    "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+    "trailer", "proxy-connection", "x-request-id", "set-cookie", "date", "server"})
+_MAX_HEADERS = 100
+_SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiLimits:
+    max_body_bytes: int
+    max_response_bytes: int
+    memory_mb_default: int
+    memory_mb_max: int
+
+
+class ApiGateway:
+    def __init__(self, *, sandbox: Sandbox, hosting: Hosting, policy: BudgetPolicy,
+                 limits: ApiLimits, capabilities: Capabilities) -> None:
+        self._sandbox = sandbox
+        self._hosting = hosting
+        self._policy = policy
+        self._limits = limits
+        self._capabilities = capabilities
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, *, site: Site,
+                    request_id: str, common: Headers) -> None:
+        main = site.files.get(MAIN)
+        if main is None:
+            raise NotFound(f"app {site.app!r} has no API handler ({MAIN})")
+        body = await _read_body(scope, receive, self._limits.max_body_bytes)
+        request = JsRequest(body=_request_json(scope, body, request_id), request_id=request_id)
+        request_ms = site.manifest.request_ms
+        budget = Budget.start(self._policy,
+                              request_s=None if request_ms is None else request_ms / 1000)
+
+        async def load_code() -> AppCode:
+            return await self._load_code(site)
+
+        outcome = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+            outcome = await self._sandbox.handle(
+                app=site.app, deploy_id=site.deploy_id, generation=site.generation,
+                load_code=load_code, request=request, budget=budget,
+                capabilities=self._capabilities.host_for(site.app))
+            nursery.cancel_scope.cancel(reason="handler finished")
+        if outcome is None:
+            return      # the client left; the worker was told to drop the request
+        status, headers, payload = self._response(outcome.response, site.app)
+        headers.extend(common)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        head = scope["method"] == "HEAD"
+        await send({"type": "http.response.body", "body": b"" if head else payload})
+
+    async def _load_code(self, site: Site) -> AppCode:
+        files: dict[str, str] = {}
+        for path, file in site.files.items():
+            if path.startswith("api/") and path.endswith((".js", ".json")):
+                data = await self._hosting.load(file)
+                try:
+                    files[path] = data.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise JsError(f"{path} is not UTF-8 text") from exc
+        memory = site.manifest.memory_mb or self._limits.memory_mb_default
+        return AppCode(app=site.app, deploy_id=site.deploy_id, main=MAIN, files=files,
+                       memory_mb=min(memory, self._limits.memory_mb_max),
+                       granted=self._capabilities.granted(site.app))
+
+    def _response(self, response: Mapping[str, Any], app: str) -> tuple[int, Headers, bytes]:
+        status = response.get("status", 200)
+        if isinstance(status, float) and status.is_integer():
+            status = int(status)
+        if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+            raise JsError(f"the handler returned status {status!r} (must be 200-599)")
+        if "b64" in response:
+            try:
+                payload = base64.b64decode(response["b64"], validate=True)
+            except (binascii.Error, TypeError) as exc:
+                raise JsError("the handler returned an unreadable body") from exc
+        else:
+            text = response.get("body", "")
+            payload = text.encode("utf-8", "replace") if isinstance(text, str) else b""
+        if len(payload) > self._limits.max_response_bytes:
+            raise JsError(f"the response body is {len(payload)} bytes, over the "
+                          f"{self._limits.max_response_bytes}-byte limit")
+        headers: Headers = []
+        has_type = False
+        raw_headers = response.get("headers") or []
+        if not isinstance(raw_headers, list) or len(raw_headers) > _MAX_HEADERS:
+            raise JsError(f"the handler returned more than {_MAX_HEADERS} headers")
+        for item in raw_headers:
+            name, value = _check_header(item)
+            has_type = has_type or name == "content-type"
+            headers.append((name.encode("ascii"), value.encode("latin-1")))
+        content_type = response.get("type")
+        if not has_type and isinstance(content_type, str) and status != 204:
+            headers.append((b"content-type", content_type.encode("latin-1")))
+        cookies = response.get("cookies")
+        if cookies is not None:
+            headers.extend((b"set-cookie", c) for c in _set_cookies(cookies))
+        if status == 204 or status == 304:
+            payload = b""
+        else:
+            headers.append((b"content-length", str(len(payload)).encode()))
+        if not any(n == b"cache-control" for n, _ in headers):
+            headers.append((b"cache-control", b"no-store"))
+        return status, headers, payload
+
+
+def _check_header(item: Any) -> tuple[str, str]:
+    if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+        raise JsError("the handler returned a malformed header")
+    name, value = item[0].lower(), item[1]
+    if not _TOKEN.match(name):
+        raise JsError(f"the handler returned an invalid header name {name[:64]!r}")
+    if name in _RESERVED_HEADERS:
+        raise JsError(f"the handler may not set the {name} header"
+                      + (" (use cookies: {...})" if name == "set-cookie" else ""))
+    if _BAD_VALUE.search(value) or len(value) > 8192:
+        raise JsError(f"the handler returned an invalid value for header {name}")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise JsError(f"header {name} has characters outside Latin-1") from exc
+    return name, value
+
+
+def _set_cookies(cookies: Any) -> list[bytes]:
+    if not isinstance(cookies, dict) or len(cookies) > 50:
+        raise JsError("cookies must be an object of at most 50 name: value entries")
+    out = []
+    for name, spec in cookies.items():
+        if not _TOKEN.match(name):
+            raise JsError(f"invalid cookie name {name[:64]!r}")
+        options: dict[str, Any] = spec if isinstance(spec, dict) else {"value": spec}
+        value = options.get("value", "")
+        if value is None:
+            value, options = "", {**options, "maxAge": 0}
+        if not isinstance(value, str) or not _COOKIE_VALUE.match(value):
+            raise JsError(f"cookie {name}: the value must be a string without spaces, quotes, "
+                          "commas, semicolons or backslashes (encode it, e.g. "
+                          "encodeURIComponent)")
+        parts = [f"{name}={value}", f"Path={_cookie_attr(options.get('path', '/'), name)}"]
+        if options.get("domain") is not None:
+            parts.append(f"Domain={_cookie_attr(options['domain'], name)}")
+        max_age = options.get("maxAge")
+        if max_age is not None:
+            if isinstance(max_age, bool) or not isinstance(max_age, (int, float)):
+                raise JsError(f"cookie {name}: maxAge must be a number of seconds")
+            parts.append(f"Max-Age={int(max_age)}")
+        if options.get("httpOnly", True):
+            parts.append("HttpOnly")
+        if options.get("secure", False):
+            parts.append("Secure")
+        same_site = str(options.get("sameSite", "lax")).lower()
+        if same_site not in _SAME_SITE:
+            raise JsError(f"cookie {name}: sameSite must be strict, lax or none")
+        parts.append(f"SameSite={_SAME_SITE[same_site]}")
+        out.append("; ".join(parts).encode("latin-1"))
+    return out
+
+
+def _cookie_attr(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[\x21-\x3a\x3c-\x7e]{1,512}", value):
+        raise JsError(f"cookie {name}: invalid path or domain")
+    return value
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                declared = -1
+            if declared > limit:
+                raise PayloadTooLarge(f"the request body is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"the request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class ClientGone(Exception):
+    """The client disconnected before the request body was complete."""
+
+
+def _request_json(scope: Scope, body: bytes, request_id: str) -> bytes:
+    headers: dict[str, str] = {}
+    cookie_header = ""
+    content_type = ""
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        if name == "cookie":
+            cookie_header = f"{cookie_header}; {value}" if cookie_header else value
+        if name == "content-type":
+            content_type = value
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    query: dict[str, Any] = {}
+    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
+                                keep_blank_values=True):
+        if key in query:
+            existing = query[key]
+            query[key] = [*existing, value] if isinstance(existing, list) else [existing, value]
+        else:
+            query[key] = value
+    client = scope.get("client")
+    request: dict[str, Any] = {
+        "method": scope["method"], "path": scope["path"], "query": query, "headers": headers,
+        "cookies": _parse_cookies(cookie_header), "ip": client[0] if client else None,
+        "request_id": request_id, "body": None, "text": None,
+    }
+    if body:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            request["body_b64"] = base64.b64encode(body).decode("ascii")
+        else:
+            request["text"] = text
+            request["body"] = text
+            if content_type.split(";")[0].strip().lower() == "application/json" or \
+                    content_type.split(";")[0].strip().lower().endswith("+json"):
+                try:
+                    request["body"] = orjson.loads(body)
+                except orjson.JSONDecodeError as exc:
+                    raise InvalidJson(f"the request body is not valid JSON: {exc}") from exc
+    return orjson.dumps(request)
+
+
+def _parse_cookies(header: str) -> dict[str, str]:
+    if not header:
+        return {}
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except Exception:   # noqa: BLE001 - http.cookies raises several types on junk
+        return {}
+    return {name: morsel.value for name, morsel in jar.items()}
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel(reason="client disconnected")
+            return

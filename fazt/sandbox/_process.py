@@ -1,0 +1,404 @@
+"""One JS worker process, seen from the server.
+
+``WorkerProcess`` spawns ``python -m fazt.sandbox.worker`` with a scrubbed environment, reads
+its frames in a task of the sandbox's nursery and routes them: ``log`` lines to the log sink,
+``call``/``done``/``fail`` to the request that owns them. ``run()`` sends one request and waits
+for its outcome inside the caller's cancel scope; capability calls it receives are executed in
+the caller's own nursery, so the request's budget bounds them and cancelling the request
+cancels them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import trio
+
+from fazt.budget import Budget, Phase
+from fazt.errors import (
+    BudgetExceeded,
+    CapabilityError,
+    FaztError,
+    JsCrashed,
+    JsError,
+    JsMemory,
+)
+from fazt.sandbox._protocol import FrameReader, ProtocolError, encode
+
+log = logging.getLogger("fazt.sandbox")
+
+LogSink = Callable[[str, str, str, "str | None"], None]
+"""``sink(app, level, message, request_id)``: must not block."""
+
+CapabilityHost = Callable[[str, str, list[Any], Budget], Awaitable[Any]]
+"""``await host(cap, method, args, budget)`` -> a JSON-able result; raises FaztError."""
+
+_MAX_STDERR_LINES = 200     # per worker, into the server log
+
+
+class State(enum.Enum):
+    STARTING = "starting"
+    SPARE = "spare"          # ready, no app code yet
+    READY = "ready"          # app code loaded, taking requests
+    RETIRING = "retiring"    # finishing in-flight requests, then exits
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JsRequest:
+    """What the handler sees as ``request`` (already JSON-encoded) and who asked."""
+
+    body: bytes
+    request_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class JsOutcome:
+    """The handler's normalized response (JSON from runtime.js) and the JS time it used."""
+
+    response: dict[str, Any]
+    js_s: float
+
+
+@dataclass(eq=False)
+class _Pending:
+    id: int
+    request_id: str
+    send: trio.MemorySendChannel[tuple[dict[str, Any], bytes]]
+    receive: trio.MemoryReceiveChannel[tuple[dict[str, Any], bytes]]
+
+
+@dataclass(eq=False)
+class WorkerProcess:
+    """A spawned worker; create with ``spawn()``."""
+
+    process: trio.Process
+    app: str | None = None
+    deploy_id: int | None = None
+    memory_mb: int = 0
+    state: State = State.STARTING
+    spawned_at: float = field(default_factory=time.monotonic)
+    served: int = 0
+    poisoned: bool = False
+    _stdin: trio.abc.SendStream | None = None
+    _pending: dict[int, _Pending] = field(default_factory=dict)
+    _next_id: int = 0
+    _send_lock: trio.Lock = field(default_factory=trio.Lock)
+    _ready: trio.Event = field(default_factory=trio.Event)
+    _loaded: trio.Event = field(default_factory=trio.Event)
+    _load_error: str | None = None
+    _exited: trio.Event = field(default_factory=trio.Event)
+    _log_sink: LogSink | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    @property
+    def alive(self) -> bool:
+        return self.state is not State.DEAD
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    @classmethod
+    async def spawn(cls, nursery: trio.Nursery, *, data_limit_mb: int,
+                    log_sink: LogSink) -> WorkerProcess:
+        """Start a worker process (then ``await wait_ready()``)."""
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+               "PYTHONDONTWRITEBYTECODE": "1"}
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-I", "-m", "fazt.sandbox.worker", str(os.getpid()),
+             str(data_limit_mb)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env, cwd="/")
+        worker = cls(process=process, _log_sink=log_sink)
+        worker._stdin = process.stdin
+        nursery.start_soon(worker._read_frames)
+        nursery.start_soon(worker._read_stderr)
+        nursery.start_soon(worker._reap)
+        return worker
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Wait until the worker is locked down and ready for app code."""
+        with trio.move_on_after(timeout_s):
+            await self._ready.wait()
+        if self.state is not State.SPARE:
+            self.kill()
+            raise JsCrashed(f"JS worker did not start within {timeout_s} s")
+
+    async def load(self, *, app: str, deploy_id: int, files: Mapping[str, str], main: str,
+                   memory_mb: int, granted: Mapping[str, list[str]], timeout_s: float) -> None:
+        """Load one deploy's code; raises JsError (the app's own error) or JsCrashed."""
+        self.app, self.deploy_id, self.memory_mb = app, deploy_id, memory_mb
+        await self._send({"t": "load", "main": main, "memory_mb": memory_mb,
+                          "granted": dict(granted)}, orjson.dumps({"files": dict(files)}))
+        with trio.move_on_after(timeout_s):
+            await self._loaded.wait()
+        if not self._loaded.is_set():
+            self.kill()
+            raise JsError(f"loading {main} took longer than {timeout_s} s")
+        if self._load_error is not None:
+            self.kill()
+            raise JsError(self._load_error)
+        if not self.alive:
+            raise JsCrashed("the JS worker died while loading the app")
+        self.state = State.READY
+
+    def retire(self) -> None:
+        """Take no new requests; exit once the in-flight ones are done."""
+        if self.state in (State.READY, State.SPARE, State.STARTING):
+            self.state = State.RETIRING
+        if self.state is State.RETIRING and not self._pending:
+            self._close_stdin()
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+        self._mark_dead()
+
+    async def aclose(self) -> None:
+        """Kill, reap and close the pipes (the sandbox shutting down)."""
+        self.kill()
+        await self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                await stream.aclose()
+
+    async def wait_exited(self) -> None:
+        await self._exited.wait()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def run(self, request: JsRequest, *, budget: Budget, capabilities: CapabilityHost,
+                  kill_grace_s: float) -> JsOutcome:
+        """Run the handler for one request. Raises BudgetExceeded(js), JsError, JsMemory,
+        JsCrashed; cancellation of the caller cancels the request in the worker."""
+        if self.state is not State.READY:
+            raise JsCrashed("the JS worker is not taking requests")
+        self._next_id += 1
+        send, receive = trio.open_memory_channel[tuple[dict[str, Any], bytes]](math.inf)
+        pending = _Pending(id=self._next_id, request_id=request.request_id, send=send,
+                           receive=receive)
+        # JS may use everything but the respond reserve; one slice is capped in the worker.
+        js_deadline = budget.deadline - budget.policy.respond_reserve_s
+        now = trio.current_time()
+        if js_deadline - now < budget.policy.min_op_s:
+            raise BudgetExceeded("no time left to run the handler", phase=Phase.JS.value)
+        self._pending[pending.id] = pending
+        self.served += 1
+        answered = False
+        try:
+            await self._send({"t": "req", "id": pending.id,
+                              "end_ms": round((js_deadline - now) * 1000, 3),
+                              "budget_ms": round(budget.remaining() * 1000, 3),
+                              "slice_ms": round(budget.policy.js_cap_s * 1000, 3)},
+                             request.body)
+            async with trio.open_nursery() as calls:
+                with trio.CancelScope(deadline=js_deadline + kill_grace_s) as wait:
+                    async for header, body in receive:
+                        if header["t"] == "call":
+                            calls.start_soon(self._call, header, body, budget, capabilities)
+                            continue
+                        answered = True
+                        break
+                calls.cancel_scope.cancel(reason="request finished")
+            if wait.cancelled_caught:
+                # The in-worker interrupt should have answered by now: the worker is stuck.
+                log.warning("JS worker %d (%s) missed a deadline by %.0f ms: killed", self.pid,
+                            self.app, kill_grace_s * 1000)
+                self.kill()
+                raise BudgetExceeded("the handler ran past its deadline", phase=Phase.JS.value)
+            if not answered:
+                raise JsMemory("the JS worker ran out of memory") if self.poisoned else \
+                    JsCrashed("the JS worker died during the request")
+            return self._outcome(header, body, request.request_id)
+        finally:
+            self._pending.pop(pending.id, None)
+            if not answered and self.alive:
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + 1):
+                    await self._send_quietly({"t": "cancel", "id": pending.id})
+            if self.state is State.RETIRING and not self._pending:
+                self._close_stdin()
+
+    def _outcome(self, header: dict[str, Any], body: bytes, request_id: str) -> JsOutcome:
+        js_s = float(header.get("js_ms", 0)) / 1000
+        if header["t"] == "fail":
+            if header.get("code") == "js_memory":
+                raise JsMemory("the handler ran out of memory")
+            raise BudgetExceeded("the handler ran out of time", phase=Phase.JS.value)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise JsCrashed("the JS worker sent an unreadable answer") from exc
+        if not header.get("ok"):
+            self._log_js_error(payload, request_id)
+            raise JsError(f"{payload.get('name')}: {payload.get('message')}")
+        if not isinstance(payload, dict):
+            raise JsCrashed("the JS worker sent an unreadable answer")
+        return JsOutcome(response=payload, js_s=js_s)
+
+    def _log_js_error(self, payload: dict[str, Any], request_id: str) -> None:
+        if self._log_sink is None or self.app is None:
+            return
+        name, message = payload.get("name"), payload.get("message")
+        stack = payload.get("stack") or ""
+        frames = "\n".join(f"    at {line}" for line in stack.splitlines()
+                           if line and "fazt:" not in line)
+        text = f"uncaught {name}: {message}" + (f"\n{frames}" if frames else "")
+        self._log_sink(self.app, "error", text, request_id)
+
+    async def _call(self, header: dict[str, Any], body: bytes, budget: Budget,
+                    capabilities: CapabilityHost) -> None:
+        cid = header.get("cid")
+        try:
+            cap, method, args = orjson.loads(body)
+            if not isinstance(cap, str) or not isinstance(method, str) \
+                    or not isinstance(args, list):
+                raise CapabilityError("malformed capability call")
+            result = await capabilities(cap, method, args, budget)
+            reply, ok = (b"" if result is None else orjson.dumps(result)), True
+        except FaztError as exc:
+            reply, ok = orjson.dumps({"code": exc.code, "message": exc.public_message()}), False
+        except (ValueError, TypeError):
+            reply, ok = orjson.dumps({"code": "capability_error",
+                                      "message": "malformed capability call"}), False
+        await self._send_quietly({"t": "res", "cid": cid, "ok": ok}, reply)
+
+    # -- the pipes --------------------------------------------------------------------------
+
+    async def _send(self, header: dict[str, Any], body: bytes = b"") -> None:
+        if self._stdin is None or not self.alive:
+            raise JsCrashed("the JS worker is gone")
+        data = encode(header, body)
+        try:
+            async with self._send_lock:
+                await self._stdin.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._mark_dead()
+            raise JsCrashed("the JS worker is gone") from exc
+
+    async def _send_quietly(self, header: dict[str, Any], body: bytes = b"") -> None:
+        with contextlib.suppress(JsCrashed):
+            await self._send(header, body)
+
+    async def _read_frames(self) -> None:
+        reader = FrameReader()
+        stdout = self.process.stdout
+        assert stdout is not None
+        try:
+            while True:
+                data = await stdout.receive_some(1 << 20)
+                if not data:
+                    break
+                for header, body in reader.feed(data):
+                    self._route(header, body)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except (ProtocolError, KeyError, ValueError, TypeError) as exc:
+            log.warning("JS worker %d (%s) broke the protocol: %s; killed", self.pid, self.app,
+                        exc)
+            self.kill()
+        finally:
+            self._mark_dead()
+            with trio.CancelScope(shield=True):
+                await stdout.aclose()
+
+    def _route(self, header: dict[str, Any], body: bytes) -> None:
+        kind = header["t"]
+        if kind == "log":
+            self._on_log(header, body)
+        elif kind in ("call", "done", "fail"):
+            pending = self._pending.get(header["rid"] if kind == "call" else header["id"])
+            if pending is not None:
+                pending.send.send_nowait((header, body))
+        elif kind == "ready":
+            self.state = State.SPARE
+            self._ready.set()
+        elif kind == "loaded":
+            if not header.get("ok"):
+                self._load_error = body.decode("utf-8", "replace")
+            self._loaded.set()
+        elif kind == "poisoned":
+            self.poisoned = True
+            log.info("JS worker %d (%s) ran out of memory: retiring it", self.pid, self.app)
+            self.retire()
+        else:
+            raise ProtocolError(f"unknown message {kind!r}")
+
+    def _on_log(self, header: dict[str, Any], body: bytes) -> None:
+        if self._log_sink is None or self.app is None:
+            return
+        rid = header.get("rid")
+        pending = self._pending.get(rid) if rid is not None else None
+        level = header.get("level")
+        self._log_sink(self.app, level if isinstance(level, str) else "info",
+                       body.decode("utf-8", "replace"),
+                       pending.request_id if pending is not None else None)
+
+    async def _read_stderr(self) -> None:
+        stderr = self.process.stderr
+        assert stderr is not None
+        lines = 0
+        buffer = b""
+        try:
+            while True:
+                data = await stderr.receive_some(65536)
+                if not data:
+                    break
+                buffer += data
+                *complete, buffer = buffer.split(b"\n")
+                for line in complete:
+                    lines += 1
+                    if lines <= _MAX_STDERR_LINES:
+                        log.warning("JS worker %d (%s): %s", self.pid, self.app,
+                                    line[:2000].decode("utf-8", "replace"))
+                buffer = buffer[-65536:]
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            with trio.CancelScope(shield=True):
+                await stderr.aclose()
+
+    async def _reap(self) -> None:
+        try:
+            await self.process.wait()
+        finally:
+            self._mark_dead()
+            self._close_stdin()
+            self._exited.set()
+
+    def _close_stdin(self) -> None:
+        if self._stdin is not None:
+            stdin, self._stdin = self._stdin, None
+            # Closing the pipe is how a worker is told to exit; it cannot block.
+            _close_now(stdin)
+
+    def _mark_dead(self) -> None:
+        if self.state is State.DEAD:
+            return
+        self.state = State.DEAD
+        self._ready.set()
+        self._loaded.set()
+        for pending in self._pending.values():
+            pending.send.close()
+
+
+def _close_now(stream: trio.abc.SendStream) -> None:
+    with contextlib.suppress(OSError):
+        stream.close()  # type: ignore[attr-defined]  # trio's FdStream.close is synchronous

@@ -1,0 +1,73 @@
+"""An in-process Sandbox service with real worker processes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+import trio
+
+from fazt.budget import Budget, BudgetPolicy
+from fazt.sandbox import AppCode, JsOutcome, JsRequest, Sandbox, SandboxSettings
+
+
+@dataclass
+class LogLines:
+    lines: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+
+    def __call__(self, app: str, level: str, message: str, request_id: str | None) -> None:
+        self.lines.append((app, level, message, request_id))
+
+    def messages(self, app: str | None = None) -> list[str]:
+        return [m for a, _, m, _ in self.lines if app is None or a == app]
+
+
+def request_body(path: str = "/api/x", *, method: str = "GET", body: Any = None,
+                 **extra: Any) -> bytes:
+    return orjson.dumps({"method": method, "path": path, "query": {}, "headers": {},
+                         "cookies": {}, "ip": "127.0.0.1", "request_id": "rid",
+                         "body": body, "text": None, **extra})
+
+
+async def no_capabilities(cap: str, method: str, args: list[Any], budget: Budget) -> Any:
+    raise AssertionError(f"unexpected capability call {cap}.{method}")
+
+
+@dataclass
+class SandboxHarness:
+    sandbox: Sandbox
+    logs: LogLines
+    deploys: dict[str, int] = field(default_factory=dict)
+
+    async def run(self, app: str, files: Mapping[str, str], *, request: bytes | None = None,
+                  request_s: float = 5.0, policy: BudgetPolicy | None = None,
+                  memory_mb: int = 128, deploy_id: int | None = None,
+                  granted: Mapping[str, list[str]] | None = None,
+                  capabilities: Callable[[str, str, list[Any], Budget], Awaitable[Any]]
+                  = no_capabilities, request_id: str = "rid") -> JsOutcome:
+        deploy = deploy_id if deploy_id is not None else self.deploys.setdefault(app, 1)
+
+        async def load() -> AppCode:
+            return AppCode(app=app, deploy_id=deploy, main="api/main.js", files=dict(files),
+                           memory_mb=memory_mb, granted=dict(granted or {}))
+
+        policy = policy or BudgetPolicy(request_s=request_s, js_cap_s=request_s)
+        budget = Budget.start(policy)
+        return await self.sandbox.handle(
+            app=app, deploy_id=deploy, generation=deploy, load_code=load,
+            request=JsRequest(body=request or request_body(), request_id=request_id),
+            budget=budget, capabilities=capabilities)
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[SandboxHarness]:
+    logs = LogLines()
+    box = Sandbox(SandboxSettings(workers_per_app=2, worker_concurrency=8, spares=1,
+                                  total_memory_mb=2048, kill_grace_s=0.5), log_sink=logs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(box.run)
+        yield SandboxHarness(sandbox=box, logs=logs)
+        nursery.cancel_scope.cancel()
