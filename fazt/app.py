@@ -2,11 +2,14 @@
 
     Supervisor
     ├── storage   open the encrypted database, migrate, start the writer and readers
+    ├── applog    the apps' log lines, buffered and written in batches
+    ├── sandbox   the JS worker pools (spares started here)
     └── web       first-start bootstrap, then hypercorn serving the root ASGI app
 
 Services start in that order, each ready before the next, and stop in reverse: on SIGINT or
 SIGTERM the web service stops accepting and drains in-flight requests (bounded by
-``shutdown_grace_s``), then storage checkpoints and closes the database.
+``shutdown_grace_s``), the JS workers are stopped, the last log lines are written, then
+storage checkpoints and closes the database.
 """
 
 from __future__ import annotations
@@ -24,12 +27,24 @@ import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from fazt.applog import AppLogStore
 from fazt.auth import TokenStore
+from fazt.budget import BudgetPolicy
+from fazt.capabilities import Capabilities
 from fazt.config import Config
 from fazt.errors import ConfigError
 from fazt.hosting import ArchiveContents, ArchiveFile, ArchiveLimits, Hosting, collect_files
-from fazt.http import AdminContext, RootApp, SendGuard, create_admin_app, install_send_guard
+from fazt.http import (
+    AdminContext,
+    ApiGateway,
+    ApiLimits,
+    RootApp,
+    SendGuard,
+    create_admin_app,
+    install_send_guard,
+)
 from fazt.nursery import RestartPolicy, ServiceCrashed, Supervisor
+from fazt.sandbox import Sandbox, SandboxSettings
 from fazt.storage import Database, StorageSettings, lock_data_dir, resolve_key
 
 log = logging.getLogger("fazt")
@@ -83,17 +98,57 @@ class StorageService:
             log.info("database closed")
 
 
-class WebService:
-    name = "web"
+class AppLogService:
+    name = "applog"
     restart = RestartPolicy(mode="fatal")
 
     def __init__(self, config: Config, storage: StorageService) -> None:
         self._config = config
         self._storage = storage
+        self.store: AppLogStore | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        assert self._storage.db is not None, "storage must start first"
+        self.store = AppLogStore(self._storage.db,
+                                 op_timeout_s=self._config.storage_op_timeout_s)
+        await self.store.run(task_status=task_status)
+
+
+class SandboxService:
+    name = "sandbox"
+    restart = RestartPolicy(mode="fatal")
+
+    def __init__(self, config: Config, logs: AppLogService) -> None:
+        self._config = config
+        self._logs = logs
+        self.sandbox: Sandbox | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        store = self._logs.store
+        assert store is not None, "applog must start first"
+
+        def sink(app: str, level: str, message: str, request_id: str | None) -> None:
+            store.append(app, level, message, request_id=request_id)
+
+        self.sandbox = Sandbox(sandbox_settings(self._config), log_sink=sink)
+        await self.sandbox.run(task_status=task_status)
+
+
+class WebService:
+    name = "web"
+    restart = RestartPolicy(mode="fatal")
+
+    def __init__(self, config: Config, storage: StorageService, logs: AppLogService,
+                 sandbox: SandboxService) -> None:
+        self._config = config
+        self._storage = storage
+        self._logs = logs
+        self._sandbox = sandbox
         self._stop = trio.Event()
         self._stopped = trio.Event()
         self.started: Started | None = None
         self.send_guard = SendGuard(send_timeout_s=config.http_send_timeout_s)
+        self.logs: AppLogStore | None = None    # set when run() starts
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         config = self._config
@@ -104,10 +159,19 @@ class WebService:
                           op_timeout_s=config.storage_op_timeout_s,
                           deploy_timeout_s=config.deploy_timeout_s)
         tokens = TokenStore(db, op_timeout_s=config.storage_op_timeout_s)
-        ctx = AdminContext(config=config, db=db, hosting=hosting, tokens=tokens,
+        logs = self.logs = self._logs.store
+        sandbox = self._sandbox.sandbox
+        assert logs is not None and sandbox is not None, "applog and sandbox must start first"
+        ctx = AdminContext(config=config, db=db, hosting=hosting, tokens=tokens, logs=logs,
                            started_at=time.monotonic())
+        api = ApiGateway(sandbox=sandbox, hosting=hosting, policy=budget_policy(config),
+                         limits=ApiLimits(max_body_bytes=config.max_api_body_bytes,
+                                          max_response_bytes=config.max_api_response_bytes,
+                                          memory_mb_default=config.js_memory_mb,
+                                          memory_mb_max=config.js_memory_mb_max),
+                         capabilities=Capabilities())
         root = RootApp(domain=config.domain, admin=create_admin_app(ctx),  # type: ignore[arg-type]
-                       hosting=hosting)
+                       hosting=hosting, api=api)
         install_send_guard(self.send_guard)
         try:
             async with trio.open_nursery() as nursery:
@@ -154,6 +218,8 @@ class WebService:
     async def drain(self) -> None:
         """Stop accepting, let in-flight requests finish (bounded by shutdown_grace_s)."""
         self.send_guard.stop_all_by(trio.current_time() + self._config.shutdown_grace_s)
+        if self.logs is not None:
+            self.logs.release_waiters()   # long polls answer now instead of holding the drain
         self._stop.set()
         await self._stopped.wait()
 
@@ -169,6 +235,23 @@ def archive_limits(config: Config) -> ArchiveLimits:
                          max_compression_ratio=config.max_compression_ratio,
                          # entries incl. directories and skipped junk (__MACOSX, dotfiles)
                          max_entries=max(50_000, 4 * config.max_app_files))
+
+
+def budget_policy(config: Config) -> BudgetPolicy:
+    return BudgetPolicy(request_s=config.budget_request_s, js_cap_s=config.budget_js_slice_s,
+                        storage_cap_s=config.budget_storage_s, net_cap_s=config.budget_net_s,
+                        respond_reserve_s=config.budget_respond_reserve_s)
+
+
+def sandbox_settings(config: Config) -> SandboxSettings:
+    return SandboxSettings(workers_per_app=config.js_workers_per_app,
+                           worker_concurrency=config.js_worker_concurrency,
+                           memory_mb_default=config.js_memory_mb,
+                           memory_mb_max=config.js_memory_mb_max,
+                           total_memory_mb=config.js_total_memory, spares=config.js_spares,
+                           idle_s=config.js_idle_s, recycle_after=config.js_recycle_after,
+                           kill_grace_s=config.js_kill_grace_s,
+                           retire_timeout_s=config.budget_request_s + 10)
 
 
 def hypercorn_config(config: Config) -> HyperConfig:
@@ -207,8 +290,11 @@ async def serve(config: Config, *, on_ready: Callable[[Started], None]) -> None:
     The first signal drains (bounded by ``shutdown_grace_s``); a second one stops at once.
     """
     storage = StorageService(config)
-    web = WebService(config, storage)
-    supervisor = Supervisor([storage, web], stop_timeout_s=config.shutdown_grace_s + 5)
+    logs = AppLogService(config, storage)
+    sandbox = SandboxService(config, logs)
+    web = WebService(config, storage, logs, sandbox)
+    supervisor = Supervisor([storage, logs, sandbox, web],
+                            stop_timeout_s=config.shutdown_grace_s + 5)
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
 
 import click
 import trio
@@ -25,6 +27,12 @@ console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 F = TypeVar("F", bound=Callable[..., Any])
 _UPLOAD_CHUNK = 64 * 1024
+_LOG_LEVELS = ("debug", "info", "warn", "error")
+_FOLLOW_WAIT_S = 25           # per long poll; the client's read timeout (120 s) is well above
+_FOLLOW_PAGE_LINES = 1000
+# Log messages are untrusted (an app writes them): no control character reaches the terminal
+# as is, so none can move the cursor, retitle the window or fake a line (\n is indented).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def _fail(message: str) -> None:
@@ -111,6 +119,12 @@ def _call(kwargs: dict[str, Any], method: str, path: str, **request: Any) -> Any
         _fail(f"{exc.code}: {exc}")
     except FaztError as exc:   # a bad local config while looking for the server
         _fail(f"{exc.code}: {exc}")
+
+
+def _client(kwargs: dict[str, Any]) -> AdminClient:
+    """A client for several calls (``_call`` makes one)."""
+    return AdminClient(resolve_target(url=kwargs.pop("url"), token=kwargs.pop("token"),
+                                      data_dir=kwargs.pop("data_dir")))
 
 
 def _size(n: int) -> str:
@@ -226,6 +240,52 @@ def app_rollback(name: str, to: int | None, **kwargs: Any) -> None:
     body = {} if to is None else {"to": to}
     result = _call(kwargs, "POST", f"/api/apps/{name}/rollback", json=body)
     console.print(f"[bold]{name}[/] now serves deploy {result['deploy']['id']}")
+
+
+@app.command("logs")
+@click.argument("name")
+@click.option("-n", "count", type=click.IntRange(1, 1000), default=100, show_default=True,
+              metavar="N", help="How many of the newest lines to print.")
+@click.option("-f", "--follow", is_flag=True, help="Then print new lines as they come, until "
+              "Ctrl-C.")
+@click.option("--level", type=click.Choice(_LOG_LEVELS), help="Only this level and above.")
+@click.option("--request-id", help="Only the lines of one request (its X-Request-ID).")
+@_client_options
+def app_logs(name: str, count: int, follow: bool, level: str | None, request_id: str | None,
+             **kwargs: Any) -> None:
+    """Print what an app's serverless JavaScript logged, oldest first."""
+    path = f"/api/apps/{quote(name, safe='')}/logs"
+    filters: dict[str, str | int] = {k: v for k, v in
+                                     (("level", level), ("request_id", request_id)) if v}
+    try:
+        with _client(kwargs) as client:
+            page = client.request("GET", f"{path}?{urlencode({'n': count, **filters})}")
+            _print_log_lines(page["lines"])
+            if not follow:
+                if not page["lines"]:
+                    err_console.print(f"no log lines for {name}", highlight=False, markup=False)
+                return
+            err_console.print(f"following {name} (Ctrl-C to stop)", highlight=False,
+                              markup=False)
+            while True:
+                query = {"n": _FOLLOW_PAGE_LINES, "after": page["next"], "wait": _FOLLOW_WAIT_S,
+                         **filters}
+                page = client.request("GET", f"{path}?{urlencode(query)}")
+                _print_log_lines(page["lines"])
+    except KeyboardInterrupt:
+        return
+    except ClientError as exc:
+        _fail(f"{exc.code}: {exc}")
+    except FaztError as exc:   # a bad local config while looking for the server
+        _fail(f"{exc.code}: {exc}")
+
+
+def _print_log_lines(lines: list[dict[str, Any]]) -> None:
+    for line in lines:
+        text = (f"{line['ts']} {str(line['level']).upper()} [{line['request_id'] or '-'}] "
+                f"{line['message']}")
+        text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+        click.echo(text.replace("\n", "\n    "))
 
 
 @main.group()

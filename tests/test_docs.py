@@ -65,7 +65,7 @@ def _admin_routes() -> list[str]:
     # create_admin_app only stores the context (and reads the config's body limit); the
     # storage-backed parts are never touched while routes are registered.
     ctx = AdminContext(config=Config(), db=None, hosting=None, tokens=None,  # type: ignore[arg-type]
-                       started_at=0.0)
+                       logs=None, started_at=0.0)
     app = create_admin_app(ctx)
     routes = set()
     for rule in app.url_map.iter_rules():

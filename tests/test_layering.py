@@ -10,7 +10,8 @@ import pytest
 import fazt
 
 PACKAGE = Path(fazt.__file__).parent
-LEAVES = ["budget", "capabilities", "sandbox", "storage", "egress", "nursery", "hosting", "auth"]
+LEAVES = ["budget", "capabilities", "sandbox", "storage", "egress", "nursery", "hosting", "auth",
+          "applog"]
 FORBIDDEN = ("fazt.http", "fazt.app", "fazt.cli", "quart", "quart_trio", "hypercorn")
 
 

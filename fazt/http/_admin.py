@@ -17,6 +17,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from fazt.applog import AppLogStore
 from fazt.auth import TokenStore
 from fazt.config import Config
 from fazt.errors import FaztError, InvalidJson, PayloadTooLarge, Unauthorized, UnsupportedMediaType
@@ -38,6 +39,7 @@ class AdminContext:
     db: Database
     hosting: Hosting
     tokens: TokenStore
+    logs: AppLogStore
     started_at: float   # time.monotonic() at start
 
 

@@ -1,22 +1,43 @@
-"""Apps, deploys, rollback."""
+"""Apps, deploys, rollback, app logs."""
 
 from __future__ import annotations
 
+import logging
+import re
+
 from quart import Response, request
 from quart_trio import QuartTrio
+from werkzeug.datastructures import MultiDict
 
-from fazt.errors import BadRequest, UnsupportedMediaType
+from fazt.applog import LEVELS, LogLine
+from fazt.errors import (
+    AppNotFound,
+    BadRequest,
+    BudgetExceeded,
+    StorageError,
+    UnsupportedMediaType,
+)
 from fazt.hosting import validate_app_name
 from fazt.http._admin import AdminContext, json_response, read_body, read_json
+
+log = logging.getLogger("fazt.http.admin")
 
 ARCHIVE_TYPES = frozenset({
     "", "application/zip", "application/x-zip-compressed", "application/gzip", "application/x-gzip",
     "application/x-tar+gzip", "application/x-gtar", "application/octet-stream"})
+DEFAULT_LOG_LINES = 100
+MAX_LOG_LINES = 1000
+MAX_LOG_WAIT_S = 60
+_MAX_ID = 2**63 - 1   # SQLite's largest integer
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_SECONDS = re.compile(r"[0-9]{1,2}(?:\.[0-9]{1,3})?")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def register(app: QuartTrio, ctx: AdminContext) -> None:
     hosting = ctx.hosting
     config = ctx.config
+    app_logs = ctx.logs
 
     @app.get("/api/apps")
     async def list_apps() -> Response:
@@ -39,7 +60,46 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
     @app.delete("/api/apps/<name>")
     async def remove(name: str) -> Response:
         await hosting.remove(validate_app_name(name))
+        try:
+            await app_logs.delete_app(name)
+        except (StorageError, BudgetExceeded) as exc:   # the app is gone: say so all the same
+            log.warning("request removed app %s but not its logs: %s", name, exc.code)
         return json_response({"removed": name})
+
+    @app.get("/api/apps/<name>/logs")
+    async def logs(name: str) -> Response:
+        validate_app_name(name)
+        args = request.args
+        limit = _int_arg(args, "n", low=1, high=MAX_LOG_LINES)
+        after = _int_arg(args, "after", low=0, high=_MAX_ID)
+        level = args.get("level")
+        if level is not None and level not in LEVELS:
+            raise BadRequest(f"\"level\" must be one of {', '.join(LEVELS)}")
+        request_id = args.get("request_id")
+        if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
+            raise BadRequest("\"request_id\" must be 1-64 characters of A-Z a-z 0-9 . _ : -")
+        wait_s = _wait_arg(args)
+        if wait_s is not None and after is None:
+            raise BadRequest("\"wait\" needs \"after\" (the \"next\" of the previous answer)")
+        if not await hosting.app_exists(name):
+            raise AppNotFound(f"no app named {name!r}")
+
+        async def read() -> list[LogLine]:
+            return await app_logs.read(name, limit=DEFAULT_LOG_LINES if limit is None else limit,
+                                       after=after, level=level, request_id=request_id)
+
+        newest = 0
+        if wait_s and (level is not None or request_id is not None):
+            # Lines past `after` that the filters hide must not end the wait at once (a follower
+            # would poll in a busy loop): wait for lines newer than those. Read before the
+            # filtered read, so that a matching line written in between is not missed.
+            newest = max((line.id for line in await app_logs.read(name, limit=1)), default=0)
+        lines = await read()
+        if not lines and after is not None and wait_s:   # long poll: wait for newer lines
+            await app_logs.wait(name, max(after, newest), wait_s)
+            lines = await read()
+        return json_response({"app": name, "lines": [line.to_json() for line in lines],
+                              "next": lines[-1].id if lines else after or 0})
 
     @app.post("/api/apps/<name>/deploy")
     async def deploy(name: str) -> Response:
@@ -67,3 +127,22 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
             raise BadRequest("\"to\" must be a deploy id (a positive integer)")
         deploy = await hosting.rollback(validate_app_name(name), to=to)
         return json_response({"deploy": deploy.to_json(), "url": config.public_url(name)})
+
+
+def _int_arg(args: MultiDict[str, str], name: str, *, low: int, high: int) -> int | None:
+    value = args.get(name)
+    if value is None:
+        return None
+    if not _DIGITS.fullmatch(value) or not low <= int(value) <= high:
+        limit = f"from {low} to {high}" if high < _MAX_ID else f"of at least {low}"
+        raise BadRequest(f"\"{name}\" must be an integer {limit}")
+    return int(value)
+
+
+def _wait_arg(args: MultiDict[str, str]) -> float | None:
+    value = args.get("wait")
+    if value is None:
+        return None
+    if not _SECONDS.fullmatch(value) or float(value) > MAX_LOG_WAIT_S:
+        raise BadRequest(f"\"wait\" must be a number of seconds from 0 to {MAX_LOG_WAIT_S}")
+    return float(value)

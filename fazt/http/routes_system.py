@@ -19,6 +19,7 @@ ENDPOINTS = [
     "DELETE /api/apps/{name}",
     "POST /api/apps/{name}/deploy",
     "GET /api/apps/{name}/deploys",
+    "GET /api/apps/{name}/logs",
     "POST /api/apps/{name}/rollback",
     "GET /api/tokens",
     "POST /api/tokens",

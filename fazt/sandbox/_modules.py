@@ -8,11 +8,13 @@ statement by statement, keeping every line where it was (error lines stay right)
     import * as ns from "./a.js"        const ns = require("./a.js");
     import "./a.js"                     require("./a.js");
     export default <expression>         module.exports.default = <expression>
+    export default function f() {}      function f() {}         (+ exports.default = f at the end)
+    export default class C {}           class C {}              (+ exports.default = C at the end)
     export function f / class C         function f / class C    (+ exports.f = f at the end)
     export const a = 1, b = 2           const a = 1, b = 2      (+ exports.a = a ... at the end)
     export {a, b as c}                  (exports.a = a; exports.c = b at the end)
-    export * from "./a.js"              Object.assign(exports, require("./a.js"));
-    export {a as b} from "./a.js"       (b = require("./a.js").a, bound at the top)
+    export * from "./a.js"              __reexport(require("./a.js"));   (all but default)
+    export {a as b} from "./a.js"       exports.b = require("./a.js").a;
 
 Only statements that begin a line are rewritten. Dynamic ``import()`` is not available.
 """
@@ -34,6 +36,12 @@ _EXPORT_FROM = re.compile(
     re.M)
 _EXPORT_LIST = re.compile(r"^(?P<indent>[ \t]*)export\s*\{(?P<names>[^}]*)\}[ \t]*;?", re.M)
 _EXPORT_DEFAULT = re.compile(r"^(?P<indent>[ \t]*)export\s+default\s+", re.M)
+_EXPORT_DEFAULT_DECL = re.compile(
+    r"^(?P<indent>[ \t]*)export\s+default\s+"
+    r"(?P<kind>(?:async\s+)?function(?:\s*\*\s*|\s+)|class\s+)(?P<name>" + _NAME + ")", re.M)
+_PRELUDE = ("const __default = (m) => (m && m.__esModule) ? m.default : m; "
+            "const __reexport = (m) => { if (m) for (const k of Object.keys(m)) "
+            "if (k !== 'default' && k !== '__esModule') exports[k] = m[k]; }; ")
 _EXPORT_DECL = re.compile(
     r"^(?P<indent>[ \t]*)export\s+(?P<kind>(?:async\s+)?function\s*\*?|class|const|let|var)\s+",
     re.M)
@@ -103,7 +111,7 @@ def to_commonjs(path: str, source: str) -> str:
         req = f'require("{m.group("spec")}")'
         names = m.group("names")
         if names is None:
-            return f"{m.group('indent')}Object.assign(exports, {req});"
+            return f"{m.group('indent')}__reexport({req});"
         pairs = _pairs(path, line_of(m.start()), names)
         binds = " ".join(f"exports.{alias} = {req}.{name};" for name, alias in pairs)
         return keep_lines(m.group(0), m.group("indent") + binds)
@@ -127,6 +135,13 @@ def to_commonjs(path: str, source: str) -> str:
         tail.extend(f"exports.{n} = {n};" for n in names)
         return f"{m.group('indent')}{kind} "
 
+    def on_export_default_decl(m: re.Match[str]) -> str:
+        # A named default function or class is also a binding of the module's scope.
+        if m.group("name") == "extends":          # export default class extends Base {}
+            return m.group(0)
+        tail.append(f"exports.default = {m.group('name')};")
+        return f"{m.group('indent')}{m.group('kind')}{m.group('name')}"
+
     out = _IMPORT.sub(on_import, source)
     source = out
     out = _EXPORT_FROM.sub(on_export_from, source)
@@ -135,9 +150,10 @@ def to_commonjs(path: str, source: str) -> str:
     source = out
     out = _EXPORT_DECL.sub(on_export_decl, source)
     source = out
+    out = _EXPORT_DEFAULT_DECL.sub(on_export_default_decl, source)
+    source = out
     out = _EXPORT_DEFAULT.sub(lambda m: f"{m.group('indent')}module.exports.default = ", source)
-    prelude = ("const __default = (m) => (m && m.__esModule) ? m.default : m; ")
-    return prelude + out + "\n" + " ".join(tail)
+    return _PRELUDE + out + "\n" + " ".join(tail)
 
 
 def _pairs(path: str, line: int, names: str) -> list[tuple[str, str]]:

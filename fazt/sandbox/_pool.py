@@ -117,6 +117,7 @@ class Sandbox:
         self._nursery: trio.Nursery | None = None
         self._refill = trio.Event()
         self._all: set[WorkerProcess] = set()
+        self._held: dict[WorkerProcess, int] = {}   # pool workers -> the MB reserved for them
         self.counters = Counters()
 
     # -- service ----------------------------------------------------------------------------
@@ -211,6 +212,8 @@ class Sandbox:
                 return              # busy but served: grow later
             if pool.workers or pool.starting:
                 return              # one will free up
+            if self._reserved_mb - self._freeing_mb() + memory <= self.settings.total_memory_mb:
+                return              # retired workers are exiting: their memory comes back
             raise JsBusy(f"the JS memory limit ({self.settings.total_memory_mb} MB) is "
                          "reached; no worker can be started for this app")
         pool.starting += 1
@@ -240,6 +243,7 @@ class Sandbox:
             else:
                 log.warning("app %s: a JS worker failed to start: %s", code.app, exc)
         else:
+            self._held[worker] = memory
             self._nursery.start_soon(self._watch, pool, worker, memory)
             if self._pools.get(pool.app) is pool:
                 pool.workers.append(worker)
@@ -255,10 +259,13 @@ class Sandbox:
 
     async def _watch(self, pool: AppPool, worker: WorkerProcess, memory: int) -> None:
         await worker.wait_exited()
+        self._held.pop(worker, None)
         if worker in pool.workers:
             pool.workers.remove(worker)
         self._release_mb(memory)
         pool.lot.unpark_all()
+        for waiting in self._pools.values():    # requests waiting for memory to come back
+            waiting.lot.unpark_all()
         self._refill.set()
 
     def _retire(self, worker: WorkerProcess) -> None:
@@ -329,15 +336,20 @@ class Sandbox:
     def _release_mb(self, memory_mb: int) -> None:
         self._reserved_mb = max(0, self._reserved_mb - memory_mb)
 
+    def _freeing_mb(self) -> int:
+        """Memory of retired or dead workers: released when they have exited."""
+        return sum(mb for worker, mb in self._held.items()
+                   if worker.state in (State.RETIRING, State.DEAD))
+
     def _evict_for(self, memory_mb: int) -> None:
         """Retire idle pools, least recently used first, until ``memory_mb`` would fit."""
         idle = sorted((p for p in self._pools.values() if p.in_flight == 0 and p.workers),
                       key=lambda p: p.last_used)
-        freed = 0
+        freed = self._freeing_mb()      # already on its way back: evict no more than needed
         for pool in idle:
             if self._reserved_mb - freed + memory_mb <= self.settings.total_memory_mb:
                 break
-            freed += sum(w.memory_mb for w in pool.workers)
+            freed += sum(w.memory_mb for w in pool.workers if w.state is State.READY)
             self._evict(pool)
 
     def _evict(self, pool: AppPool) -> None:

@@ -45,6 +45,10 @@ CapabilityHost = Callable[[str, str, list[Any], Budget], Awaitable[Any]]
 """``await host(cap, method, args, budget)`` -> a JSON-able result; raises FaztError."""
 
 _MAX_STDERR_LINES = 200     # per worker, into the server log
+_STDERR_DRAIN_S = 0.5       # after a worker died: wait this long for its last stderr lines
+# SpiderMonkey aborts the process on an out-of-memory it cannot report to JS (an allocation
+# during a GC); it says so on stderr just before. Such a death is an out-of-memory, not a crash.
+_UNHANDLABLE_OOM = b"[unhandlable oom]"
 
 
 class State(enum.Enum):
@@ -99,6 +103,7 @@ class WorkerProcess:
     _loaded: trio.Event = field(default_factory=trio.Event)
     _load_error: str | None = None
     _exited: trio.Event = field(default_factory=trio.Event)
+    _stderr_closed: trio.Event = field(default_factory=trio.Event)
     _log_sink: LogSink | None = None
 
     @property
@@ -225,6 +230,9 @@ class WorkerProcess:
                 self.kill()
                 raise BudgetExceeded("the handler ran past its deadline", phase=Phase.JS.value)
             if not answered:
+                if not self.poisoned:
+                    with trio.move_on_after(_STDERR_DRAIN_S):
+                        await self._stderr_closed.wait()    # did it die of out-of-memory?
                 raise JsMemory("the JS worker ran out of memory") if self.poisoned else \
                     JsCrashed("the JS worker died during the request")
             return self._outcome(header, body, request.request_id)
@@ -233,7 +241,7 @@ class WorkerProcess:
             if not answered and self.alive:
                 with trio.CancelScope(shield=True, deadline=trio.current_time() + 1):
                     await self._send_quietly({"t": "cancel", "id": pending.id})
-            if self.state is State.RETIRING and not self._pending:
+            if self.state is State.RETIRING and not self._pending:  # type: ignore[comparison-overlap]
                 self._close_stdin()
 
     def _outcome(self, header: dict[str, Any], body: bytes, request_id: str) -> JsOutcome:
@@ -306,7 +314,7 @@ class WorkerProcess:
                 data = await stdout.receive_some(1 << 20)
                 if not data:
                     break
-                for header, body in reader.feed(data):
+                for header, body in reader.feed(bytes(data)):
                     self._route(header, body)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -324,6 +332,10 @@ class WorkerProcess:
         if kind == "log":
             self._on_log(header, body)
         elif kind in ("call", "done", "fail"):
+            if kind == "fail" and header.get("code") == "js_memory":
+                # Retire it now, before the failed request's caller can send another request
+                # here: the worker's own "poisoned" frame may come in a later read.
+                self._poison()
             pending = self._pending.get(header["rid"] if kind == "call" else header["id"])
             if pending is not None:
                 pending.send.send_nowait((header, body))
@@ -335,11 +347,16 @@ class WorkerProcess:
                 self._load_error = body.decode("utf-8", "replace")
             self._loaded.set()
         elif kind == "poisoned":
-            self.poisoned = True
-            log.info("JS worker %d (%s) ran out of memory: retiring it", self.pid, self.app)
-            self.retire()
+            self._poison()
         else:
             raise ProtocolError(f"unknown message {kind!r}")
+
+    def _poison(self) -> None:
+        """After an out-of-memory the worker's allocations keep failing: retire it."""
+        if not self.poisoned:
+            self.poisoned = True
+            log.info("JS worker %d (%s) ran out of memory: retiring it", self.pid, self.app)
+        self.retire()
 
     def _on_log(self, header: dict[str, Any], body: bytes) -> None:
         if self._log_sink is None or self.app is None:
@@ -362,6 +379,8 @@ class WorkerProcess:
                 if not data:
                     break
                 buffer += data
+                if _UNHANDLABLE_OOM in buffer:
+                    self.poisoned = True
                 *complete, buffer = buffer.split(b"\n")
                 for line in complete:
                     lines += 1
@@ -372,6 +391,7 @@ class WorkerProcess:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
+            self._stderr_closed.set()
             with trio.CancelScope(shield=True):
                 await stderr.aclose()
 

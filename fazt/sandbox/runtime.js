@@ -285,14 +285,19 @@
     return stringify(out);
   }
 
+  // Must never throw: it runs in the handler's promise reactions, where a throw would leave
+  // the request unanswered until its deadline. A thrown value may be hostile (a Proxy, an
+  // Error with throwing getters).
   function describe(error) {
-    if (error instanceof Error) {
-      return stringify({
-        name: String(error.name), message: String(error.message).slice(0, 2000),
-        stack: typeof error.stack === 'string' ? error.stack.slice(0, 8000) : '',
-        code: typeof error.code === 'string' ? error.code : null,
-      });
-    }
+    try {
+      if (error instanceof Error) {
+        return stringify({
+          name: String(error.name), message: String(error.message).slice(0, 2000),
+          stack: typeof error.stack === 'string' ? error.stack.slice(0, 8000) : '',
+          code: typeof error.code === 'string' ? error.code : null,
+        });
+      }
+    } catch (e) { /* described as a thrown value below */ }
     let message;
     try { message = String(error); } catch (e) { message = '(unprintable value)'; }
     return stringify({ name: 'thrown value', message: message.slice(0, 2000), stack: '',

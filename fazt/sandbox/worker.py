@@ -58,6 +58,10 @@ class Request:
     finished: bool = False
 
 
+class _TopLevelTimeout(Exception):
+    """The module's top-level async work did not settle within the load's time."""
+
+
 class _Handle:
     def cancel(self) -> None:  # PythonMonkey never cancels a job; present for the protocol
         pass
@@ -141,6 +145,7 @@ class Worker:
         self.requests: dict[int, Request] = {}
         self.calls: dict[int, Request] = {}
         self._next_call = 0
+        self._load_end = 0.0            # JS belonging to no request may run until here
         self.poisoned = False
         host = {"send": self._on_log, "call": self._on_call, "remaining": self._on_remaining,
                 "done": self._on_done}
@@ -230,7 +235,7 @@ class Worker:
         if request is not None and request.finished:
             return                      # a timed-out or cancelled request: drop its jobs
         started = time.monotonic()
-        deadline = started + _LOAD_S if request is None else \
+        deadline = self._load_end if request is None else \
             min(started + request.slice_s, request.end)
         self.loop.current = request
         self.watchdog.arm(deadline)
@@ -277,17 +282,17 @@ class Worker:
             self.run_slice(request, self._dispatch, request.id, body.decode())
         elif kind == "res":
             cid = int(header["cid"])
-            request = self.calls.pop(cid, None)
-            if request is None or request.finished:
+            owner = self.calls.pop(cid, None)
+            if owner is None or owner.finished:
                 return
-            request.calls.discard(cid)
-            self.run_slice(request, self._deliver, cid, bool(header["ok"]), body.decode())
+            owner.calls.discard(cid)
+            self.run_slice(owner, self._deliver, cid, bool(header["ok"]), body.decode())
         elif kind == "cancel":
-            request = self.requests.get(int(header["id"]))
-            if request is not None:
-                request.finished = True
-                self.requests.pop(request.id, None)
-                for cid in request.calls:
+            cancelled = self.requests.get(int(header["id"]))
+            if cancelled is not None:
+                cancelled.finished = True
+                self.requests.pop(cancelled.id, None)
+                for cid in cancelled.calls:
                     self.calls.pop(cid, None)
         elif kind == "load":
             self.load(header, body)
@@ -298,6 +303,7 @@ class Worker:
         limit = int(header["memory_mb"]) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
         files: dict[str, str] = orjson.loads(body)["files"]
+        self._load_end = time.monotonic() + _LOAD_S
         try:
             compiled = {}
             for path, text in files.items():
@@ -309,9 +315,17 @@ class Worker:
             granted = orjson.dumps(header.get("granted") or {}).decode()
             self.run_slice(None, self.runtime["load"], compiled, json_files, header["main"],
                            granted)
+            # Promise jobs the top level queued (async initialisation) belong to no request:
+            # they run now, within the load's time, and never later outside any budget.
+            while self.loop.ready:
+                if time.monotonic() >= self._load_end:
+                    raise _TopLevelTimeout
+                _, callback, args = self.loop.ready.popleft()
+                self.run_slice(None, callback, *args)
         except (ModuleSyntaxError, Exception) as exc:   # noqa: BLE001 - reported to the server
-            message = "out of time running the module's top level" if self.watchdog.expired \
-                else str(exc)
+            self.loop.ready.clear()
+            message = "out of time running the module's top level" \
+                if self.watchdog.expired or isinstance(exc, _TopLevelTimeout) else str(exc)
             self.send({"t": "loaded", "ok": False}, message[:4000].encode())
             return
         self.send({"t": "loaded", "ok": True})
@@ -323,8 +337,9 @@ class Worker:
                 until = time.monotonic() + _FAIRNESS_S
                 while self.loop.ready and time.monotonic() < until:
                     request, callback, args = self.loop.ready.popleft()
-                    self.run_slice(request, callback, *args)
-                timeout = 0.0
+                    if request is not None:   # no job of no request runs after the load
+                        self.run_slice(request, callback, *args)
+                timeout: float | None = 0.0
             else:
                 timeout = self._next_expiry()
             readable, _, _ = select.select([self._in], [], [], timeout)
@@ -372,6 +387,9 @@ def main(argv: list[str]) -> None:
         worker.run()
     except (ProtocolError, BrokenPipeError):
         pass
+    except MemoryError:
+        if not worker.poisoned:    # a retired out-of-memory worker may fail to read its pipe
+            traceback.print_exc()
     except BaseException:
         traceback.print_exc()      # the server logs the worker's stderr
         raise

@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from fazt.applog import AppLogStore
 from fazt.auth import TokenStore
 from fazt.config import Config
 from fazt.errors import BudgetExceeded, StorageError
@@ -36,7 +37,7 @@ def make_app(tmp_path: Path):
         async def build(exc: Exception):
             ctx = AdminContext(config=Config(data_dir=tmp_path), db=db,
                                hosting=ExplodingHosting(exc), tokens=tokens,
-                               started_at=time.monotonic())
+                               logs=AppLogStore(db, op_timeout_s=5), started_at=time.monotonic())
             _, secret = await tokens.create("t")
             return create_admin_app(ctx), secret
 

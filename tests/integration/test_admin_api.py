@@ -206,3 +206,35 @@ def test_405_names_the_allowed_methods(server: FaztServer) -> None:
         r = admin.patch("/api/tokens")
     assert r.status_code == 405
     assert set(r.headers["allow"].split(", ")) >= {"GET", "POST"}
+
+
+def test_app_logs_route(server: FaztServer) -> None:
+    with server.admin() as admin:
+        r = admin.get("/api/apps/hello/logs")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["app"] == "hello"
+        assert isinstance(body["lines"], list)
+        assert body["next"] == (body["lines"][-1]["id"] if body["lines"] else 0)
+        for line in body["lines"]:
+            assert set(line) == {"id", "ts", "level", "request_id", "message"}
+
+        # A long poll with nothing to report answers empty once its wait is over.
+        r = admin.get("/api/apps/hello/logs", params={"after": 2**40, "wait": 0.2})
+        assert r.status_code == 200
+        assert r.json() == {"app": "hello", "lines": [], "next": 2**40}
+
+        r = admin.get("/api/apps/nosuch/logs")
+        assert r.status_code == 404
+        assert _error(r)["code"] == "app_not_found"
+        for query, named in [({"n": 0}, "n"), ({"n": "abc"}, "n"), ({"level": "bogus"}, "level"),
+                             ({"wait": 5}, "wait")]:
+            r = admin.get("/api/apps/hello/logs", params=query)
+            assert r.status_code == 400, query
+            error = _error(r)
+            assert error["code"] == "bad_request"
+            assert f'"{named}"' in error["message"]
+    with server.admin(token="") as anonymous:
+        r = anonymous.get("/api/apps/hello/logs")
+        assert r.status_code == 401
+        assert _error(r)["code"] == "unauthorized"

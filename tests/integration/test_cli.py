@@ -151,3 +151,59 @@ def test_piped_output_is_not_wrapped(server: FaztServer) -> None:
     out = server.cli("app", "list")   # stdout is a pipe and COLUMNS is not set
     assert out.returncode == 0
     assert f"http://hello.localhost:{server.port}/" in out.stdout
+
+
+def test_app_logs(server: FaztServer) -> None:
+    out = server.cli("app", "logs", "hello", "-n", "5")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    if not out.stdout:   # the static example app logs nothing
+        assert "no log lines for hello" in out.stderr
+    missing = server.cli("app", "logs", "nosuch")
+    assert missing.returncode == 1
+    assert "app_not_found" in missing.stderr
+    bad = server.cli("app", "logs", "hello", "--level", "bogus")
+    assert bad.returncode == 2   # a usage error, refused before any request
+    assert "bogus" in bad.stderr
+
+
+def test_app_logs_follow_stops_quietly_on_ctrl_c(server: FaztServer) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.harness import clean_env
+
+    env = clean_env(FAZT_URL=server.url, FAZT_TOKEN=server.token)
+    proc = subprocess.Popen([sys.executable, "-m", "fazt", "app", "logs", "hello", "-f"],
+                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()   # printed just before the first long poll
+        assert "following hello" in first, first
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "Aborted" not in err
+
+
+def test_log_lines_print_untrusted_messages_inertly(capsys) -> None:
+    from fazt.cli import _print_log_lines
+
+    _print_log_lines([
+        {"id": 1, "ts": "2026-11-22T05:14:45.123Z", "level": "warn", "request_id": "r-1",
+         "message": "[bold]not markup[/] \x1b]0;pwned\x07 \x9b2J tab\there"},
+        {"id": 2, "ts": "2026-11-22T05:14:45.124Z", "level": "info", "request_id": None,
+         "message": "two\n2026-11-22T00:00:00.000Z ERROR [-] forged"},
+    ])
+    assert capsys.readouterr().out.splitlines() == [
+        "2026-11-22T05:14:45.123Z WARN [r-1] [bold]not markup[/] \\x1b]0;pwned\\x07 \\x9b2J "
+        "tab\there",
+        "2026-11-22T05:14:45.124Z INFO [-] two",
+        "    2026-11-22T00:00:00.000Z ERROR [-] forged",
+    ]
