@@ -36,6 +36,9 @@ from fazt.sandbox._process import (
 
 log = logging.getLogger("fazt.sandbox")
 
+LOAD_RETRY_S = 10.0
+"""An app whose code failed to load answers js_error for this long before loading again."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class SandboxSettings:
@@ -75,6 +78,7 @@ class AppPool:
     generation: int
     code: AppCode | None = None
     load_error: JsError | None = None
+    load_failed_at: float = 0.0
     workers: list[WorkerProcess] = field(default_factory=list)
     starting: int = 0
     last_used: float = field(default_factory=time.monotonic)
@@ -186,7 +190,9 @@ class Sandbox:
         with trio.move_on_at(budget.deadline - budget.policy.respond_reserve_s):
             while True:
                 if pool.load_error is not None:
-                    raise JsError(pool.load_error.message)
+                    if time.monotonic() - pool.load_failed_at < LOAD_RETRY_S:
+                        raise JsError(pool.load_error.message)
+                    pool.load_error = None     # try again: the failure may have been load
                 worker = pool.pick(settings.worker_concurrency)
                 live = sum(1 for w in pool.workers if w.state is State.READY)
                 if live + pool.starting < settings.workers_per_app and \
@@ -240,6 +246,7 @@ class Sandbox:
                 self._log_sink(code.app, "error", f"loading {code.main} failed: {exc.message}",
                                None)
                 pool.load_error = exc
+                pool.load_failed_at = time.monotonic()
             else:
                 log.warning("app %s: a JS worker failed to start: %s", code.app, exc)
         else:

@@ -45,6 +45,7 @@ CapabilityHost = Callable[[str, str, list[Any], Budget], Awaitable[Any]]
 """``await host(cap, method, args, budget)`` -> a JSON-able result; raises FaztError."""
 
 _MAX_STDERR_LINES = 200     # per worker, into the server log
+_PHASE_TIMEOUTS = {f"{phase.value}_timeout": phase.value for phase in Phase}
 _STDERR_DRAIN_S = 0.5       # after a worker died: wait this long for its last stderr lines
 # SpiderMonkey aborts the process on an out-of-memory it cannot report to JS (an allocation
 # during a GC); it says so on stderr just before. Such a death is an out-of-memory, not a crash.
@@ -256,6 +257,12 @@ class WorkerProcess:
             raise JsCrashed("the JS worker sent an unreadable answer") from exc
         if not header.get("ok"):
             self._log_js_error(payload, request_id)
+            code = payload.get("code") if isinstance(payload, dict) else None
+            if code in _PHASE_TIMEOUTS:
+                # A capability call ran out of its phase and the handler let the error go:
+                # the request ran out of time in that phase, not in JS.
+                raise BudgetExceeded(f"the {_PHASE_TIMEOUTS[code]} phase ran out of time",
+                                     phase=_PHASE_TIMEOUTS[code])
             raise JsError(f"{payload.get('name')}: {payload.get('message')}")
         if not isinstance(payload, dict):
             raise JsCrashed("the JS worker sent an unreadable answer")
