@@ -169,7 +169,9 @@ class WebService:
                                           max_response_bytes=config.max_api_response_bytes,
                                           memory_mb_default=config.js_memory_mb,
                                           memory_mb_max=config.js_memory_mb_max),
-                         capabilities=Capabilities())
+                         capabilities=Capabilities(),
+                         log_sink=lambda app, level, message, request_id: logs.append(
+                             app, level, message, request_id=request_id))
         root = RootApp(domain=config.domain, admin=create_admin_app(ctx),  # type: ignore[arg-type]
                        hosting=hosting, api=api)
         install_send_guard(self.send_guard)

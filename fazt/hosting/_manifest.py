@@ -59,5 +59,5 @@ def parse_manifest(data: bytes | None) -> Manifest:
                     memory_mb=checked.get("memory_mb"))
 
 
-# The server's own settings cap these further (js_request_timeout_s, js_memory_mb_max).
+# The server's own settings cap these further (budget_request_s, js_memory_mb_max).
 _LIMITS = {"request_ms": (10, 600_000), "memory_mb": (64, 16_384)}

@@ -26,7 +26,7 @@ from fazt.capabilities import Capabilities
 from fazt.errors import InvalidJson, JsError, NotFound, PayloadTooLarge
 from fazt.hosting import Hosting, Site
 from fazt.http._responses import Headers, Receive, Scope, Send
-from fazt.sandbox import AppCode, JsRequest, Sandbox
+from fazt.sandbox import AppCode, JsRequest, LogSink, Sandbox
 
 log = logging.getLogger("fazt.http")
 
@@ -51,12 +51,14 @@ class ApiLimits:
 
 class ApiGateway:
     def __init__(self, *, sandbox: Sandbox, hosting: Hosting, policy: BudgetPolicy,
-                 limits: ApiLimits, capabilities: Capabilities) -> None:
+                 limits: ApiLimits, capabilities: Capabilities,
+                 log_sink: LogSink | None = None) -> None:
         self._sandbox = sandbox
         self._hosting = hosting
         self._policy = policy
         self._limits = limits
         self._capabilities = capabilities
+        self._log_sink = log_sink
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, *, site: Site,
                     request_id: str, common: Headers) -> None:
@@ -73,17 +75,33 @@ class ApiGateway:
             return await self._load_code(site)
 
         outcome = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-            outcome = await self._sandbox.handle(
-                app=site.app, deploy_id=site.deploy_id, generation=site.generation,
-                load_code=load_code, request=request, budget=budget,
-                capabilities=self._capabilities.host_for(site.app))
-            nursery.cancel_scope.cancel(reason="handler finished")
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+                outcome = await self._sandbox.handle(
+                    app=site.app, deploy_id=site.deploy_id, generation=site.generation,
+                    load_code=load_code, request=request, budget=budget,
+                    capabilities=self._capabilities.host_for(site.app))
+                nursery.cancel_scope.cancel(reason="handler finished")
+        except BaseExceptionGroup as group:
+            # trio wraps the handler's error in an ExceptionGroup (strict exception groups).
+            # Unwrapped, a FaztError (js_error, js_timeout, js_memory...) reaches RootApp and
+            # becomes its JSON error; wrapped, it was hypercorn's bare 500 with an empty body.
+            sole = _sole_exception(group)
+            if sole is group:
+                raise
+            raise sole from None
         if outcome is None:
             return      # the client left; the worker was told to drop the request
-        status, headers, payload = self._response(outcome.response, site.app)
-        headers.extend(common)
+        try:
+            status, headers, payload = self._response(outcome.response, site.app)
+        except JsError as exc:
+            # The handler's answer was invalid: say why in the app's log (the client only
+            # gets the generic js_error), as for an error thrown by the handler.
+            self._log(site.app, f"invalid response: {exc.message}", request_id)
+            raise
+        own = {name for name, _ in headers}      # the app's own Referrer-Policy etc. win
+        headers.extend(h for h in common if h[0] not in own)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         head = scope["method"] == "HEAD"
         await send({"type": "http.response.body", "body": b"" if head else payload})
@@ -96,11 +114,17 @@ class ApiGateway:
                 try:
                     files[path] = data.decode("utf-8")
                 except UnicodeDecodeError as exc:
+                    self._log(site.app, f"loading {MAIN} failed: {path} is not UTF-8 text",
+                              None)
                     raise JsError(f"{path} is not UTF-8 text") from exc
         memory = site.manifest.memory_mb or self._limits.memory_mb_default
         return AppCode(app=site.app, deploy_id=site.deploy_id, main=MAIN, files=files,
                        memory_mb=min(memory, self._limits.memory_mb_max),
                        granted=self._capabilities.granted(site.app))
+
+    def _log(self, app: str, message: str, request_id: str | None) -> None:
+        if self._log_sink is not None:
+            self._log_sink(app, "error", message, request_id)
 
     def _response(self, response: Mapping[str, Any], app: str) -> tuple[int, Headers, bytes]:
         status = response.get("status", 200)
@@ -224,6 +248,14 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested single-member groups, else the group itself."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 class ClientGone(Exception):

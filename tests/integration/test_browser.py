@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -115,6 +116,10 @@ def test_hello_example_renders_in_a_real_browser(server: FaztServer,
     dom = dump_dom(chromium, tmp_path, f"http://hello.localhost:{server.port}/")
     assert "<title>hello from fazt</title>" in dom
     assert "<h1>Hello from fazt</h1>" in dom
+    # app.js fetched /api/hello?name=browser: the example's serverless handler answered
+    result = re.search(r'<pre id="api-result">([^<]*)</pre>', dom)
+    assert result is not None, dom
+    assert "Hello, browser!" in result.group(1), result.group(0)
 
 
 def test_script_fetches_same_origin_json_and_css_applies(server: FaztServer,
