@@ -48,8 +48,9 @@ _MAX_STDERR_LINES = 200     # per worker, into the server log
 _PHASE_TIMEOUTS = {f"{phase.value}_timeout": phase.value for phase in Phase}
 _STDERR_DRAIN_S = 0.5       # after a worker died: wait this long for its last stderr lines
 # SpiderMonkey aborts the process on an out-of-memory it cannot report to JS (an allocation
-# during a GC); it says so on stderr just before. Such a death is an out-of-memory, not a crash.
-_UNHANDLABLE_OOM = b"[unhandlable oom]"
+# during a GC), and PythonMonkey's C++ on a failed `new`; each says so on stderr just before.
+# Such a death is an out-of-memory, not a crash.
+_OOM_DEATHS = (b"[unhandlable oom]", b"std::bad_alloc")
 
 
 class State(enum.Enum):
@@ -386,7 +387,7 @@ class WorkerProcess:
                 if not data:
                     break
                 buffer += data
-                if _UNHANDLABLE_OOM in buffer:
+                if any(marker in buffer for marker in _OOM_DEATHS):
                     self.poisoned = True
                 *complete, buffer = buffer.split(b"\n")
                 for line in complete:

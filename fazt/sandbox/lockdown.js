@@ -23,6 +23,24 @@
     throw new Error('lockdown: cannot remove debuggerGlobal.Debugger');
   }
 
+  // core-js (PythonMonkey loads it for URL) replaced Function.prototype.toString with a JS
+  // function from a host file: an error thrown through it carried host paths in its stack and
+  // fileName. Back to the native one (the pristine realm's), throwing this realm's TypeError.
+  const nativeToString = debuggerGlobal.Function.prototype.toString;
+  const apply = Reflect.apply;
+  const toString = {
+    toString() {
+      try {
+        return apply(nativeToString, this, []);
+      } catch (e) {
+        throw new TypeError('Function.prototype.toString called on incompatible object');
+      }
+    },
+  }.toString;
+  Object.defineProperty(Function.prototype, 'toString', {
+    value: toString, writable: true, enumerable: false, configurable: true,
+  });
+
   // Intrinsics no global property leads to (async/generator functions, iterators).
   const HIDDEN = '[async function () {}, function* () {}, async function* () {}, ' +
     '[][Symbol.iterator](), new Map().entries(), new Set().values(), ""[Symbol.iterator](), ' +
@@ -48,5 +66,11 @@
     }
     Object.freeze(value);
   }
+
+  // RegExp's legacy statics (RegExp.input, lastMatch, ...) belong to the realm, not to the
+  // frozen constructor: PythonMonkey's start-up left a host path in them. An empty match
+  // clears them, in both realms.
+  new RegExp('(?:)').exec('');
+  new debuggerGlobal.RegExp('(?:)').exec('');
   return seen.size;
 })

@@ -12,6 +12,13 @@
   const freeze = Object.freeze;
   const MAX_LOG_CHARS = 8192;
 
+  // JSON text for the server: a lone surrogate would make it unreadable there (a handler
+  // returning or throwing one looked like a crashed worker), so strings are made well formed.
+  const wellFormed = function (key, value) {
+    return typeof value === 'string' ? value.toWellFormed() : value;
+  };
+  function toServer(value) { return stringify(value, wellFormed); }
+
   // -- base64 (pure JS: PythonMonkey's atob/btoa are Python functions whose errors carry
   //    host paths) -------------------------------------------------------------------------
   const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
@@ -104,7 +111,7 @@
   }
 
   function logger(level) {
-    return function () { send('log', stringify([level, format(arguments)])); };
+    return function () { send('log', toServer([level, format(arguments)])); };
   }
 
   const log = freeze({
@@ -282,7 +289,7 @@
       out.body = text;
       out.type = 'application/json';
     }
-    return stringify(out);
+    return toServer(out);
   }
 
   // Must never throw: it runs in the handler's promise reactions, where a throw would leave
@@ -291,7 +298,7 @@
   function describe(error) {
     try {
       if (error instanceof Error) {
-        return stringify({
+        return toServer({
           name: String(error.name), message: String(error.message).slice(0, 2000),
           stack: typeof error.stack === 'string' ? error.stack.slice(0, 8000) : '',
           code: typeof error.code === 'string' ? error.code : null,
@@ -300,7 +307,7 @@
     } catch (e) { /* described as a thrown value below */ }
     let message;
     try { message = String(error); } catch (e) { message = '(unprintable value)'; }
-    return stringify({ name: 'thrown value', message: message.slice(0, 2000), stack: '',
+    return toServer({ name: 'thrown value', message: message.slice(0, 2000), stack: '',
       code: null });
   }
 
@@ -347,8 +354,10 @@
       else entry[1](makeError(parse(payload)));
     },
 
+    // `ids` is JSON text: iterating a Python list from JS makes PythonMonkey define a global,
+    // which the frozen global refuses.
     forget: function (ids) {
-      for (const id of ids) pending.delete(id);
+      for (const id of parse(ids)) pending.delete(id);
     },
   };
 })

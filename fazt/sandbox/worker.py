@@ -225,7 +225,7 @@ class Worker:
         if request.calls:
             for cid in request.calls:
                 self.calls.pop(cid, None)
-            self._forget(list(request.calls))
+            self._forget(orjson.dumps(list(request.calls)).decode())
             request.calls.clear()
         header["js_ms"] = round(request.js_s * 1000, 3)
         self.send(header, body)

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import orjson
+import pytest
+import trio
 
-from tests.sandbox.conftest import SandboxHarness
+from fazt.budget import Budget
+from fazt.errors import BudgetExceeded, JsError, JsMemory
+from tests.sandbox.conftest import SandboxHarness, request_body
 
 
 async def test_hello(sandbox: SandboxHarness) -> None:
@@ -16,17 +20,9 @@ async def test_hello(sandbox: SandboxHarness) -> None:
     assert sandbox.logs.messages("a") == ["hi /api/x"]
 
 
-import pytest
-import trio
-
-from fazt.budget import Budget
-from fazt.errors import BudgetExceeded, JsError, JsMemory
-
-
 async def test_runaway_is_stopped_and_worker_reused(sandbox: SandboxHarness) -> None:
     files = {"api/main.js": "module.exports = async (req) => { if (req.path === '/api/spin') "
              "while (true) {} return 'ok'; }"}
-    from tests.sandbox.conftest import request_body
     with pytest.raises(BudgetExceeded) as info:
         await sandbox.run("a", files, request=request_body("/api/spin"), request_s=0.3)
     assert info.value.code == "js_timeout"
@@ -48,7 +44,6 @@ async def test_memory_bomb(sandbox: SandboxHarness) -> None:
              "{ let a = []; while (true) a.push(new Array(1e6).fill(1.5)); } return 'ok' }"}
     with pytest.raises(JsMemory):
         await sandbox.run("a", files, memory_mb=200)
-    from tests.sandbox.conftest import request_body
     out = await sandbox.run("a", files, memory_mb=200, request=request_body("/api/y"))
     assert out.response["body"] == "ok"
 
@@ -62,7 +57,6 @@ async def test_slow_capability_does_not_block_other_requests(sandbox: SandboxHar
         await release.wait()
         return "slept"
 
-    from tests.sandbox.conftest import request_body
     results: list[str] = []
     async with trio.open_nursery() as nursery:
         async def slow() -> None:
