@@ -211,20 +211,22 @@ class WorkerProcess:
         self.served += 1
         answered = False
         try:
-            await self._send({"t": "req", "id": pending.id,
-                              "end_ms": round((js_deadline - now) * 1000, 3),
-                              "budget_ms": round(budget.remaining() * 1000, 3),
-                              "slice_ms": round(budget.policy.js_cap_s * 1000, 3)},
-                             request.body)
-            async with trio.open_nursery() as calls:
-                with trio.CancelScope(deadline=js_deadline + kill_grace_s) as wait:
+            # Everything, the send included, is bounded: a worker stuck in native code that
+            # stops reading its pipe must not hold the request past its deadline.
+            with trio.CancelScope(deadline=js_deadline + kill_grace_s) as wait:
+                await self._send({"t": "req", "id": pending.id,
+                                  "end_ms": round((js_deadline - now) * 1000, 3),
+                                  "budget_ms": round(budget.remaining() * 1000, 3),
+                                  "slice_ms": round(budget.policy.js_cap_s * 1000, 3)},
+                                 request.body)
+                async with trio.open_nursery() as calls:
                     async for header, body in receive:
                         if header["t"] == "call":
                             calls.start_soon(self._call, header, body, budget, capabilities)
                             continue
                         answered = True
                         break
-                calls.cancel_scope.cancel(reason="request finished")
+                    calls.cancel_scope.cancel(reason="request finished")
             if wait.cancelled_caught:
                 # The in-worker interrupt should have answered by now: the worker is stuck.
                 log.warning("JS worker %d (%s) missed a deadline by %.0f ms: killed", self.pid,
@@ -299,12 +301,13 @@ class WorkerProcess:
     # -- the pipes --------------------------------------------------------------------------
 
     async def _send(self, header: dict[str, Any], body: bytes = b"") -> None:
-        if self._stdin is None or not self.alive:
-            raise JsCrashed("the JS worker is gone")
         data = encode(header, body)
         try:
             async with self._send_lock:
-                await self._stdin.send_all(data)
+                stdin = self._stdin        # read under the lock: _reap may have closed it
+                if stdin is None or not self.alive:
+                    raise JsCrashed("the JS worker is gone")
+                await stdin.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._mark_dead()
             raise JsCrashed("the JS worker is gone") from exc

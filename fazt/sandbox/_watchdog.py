@@ -58,14 +58,23 @@ class _Sigevent(ctypes.Structure):
 
 
 class Watchdog:
-    """Arms a deadline around each JS slice; reports out-of-memory.
+    """Arms a deadline around each JS slice; reports out-of-memory; notices an orphaned worker.
+
+    Besides the deadline timer, a second timer requests an interrupt every
+    ``PARENT_CHECK_S``: the callback then compares ``getppid()`` with the server's pid, and
+    a worker whose server is gone (even a ``kill -9``) has its running JS terminated and
+    ``orphaned`` set, so the worker exits within about a second even inside ``while(true){}``.
+    (``PR_SET_PDEATHSIG`` cannot be used: it fires when the *thread* that spawned the worker
+    exits, and trio spawns processes from its thread cache, whose idle threads exit.)
 
     ``arm(deadline)`` before a slice (``time.monotonic()`` seconds), ``disarm()`` after it.
     A slice still running at its deadline is terminated; the PythonMonkey call then raises
     ``SpiderMonkeyError`` with no JS exception, which ``expired`` lets the caller recognise.
     """
 
-    def __init__(self) -> None:
+    PARENT_CHECK_S = 1.0
+
+    def __init__(self, parent_pid: int) -> None:
         import pythonmonkey  # the worker has already imported it; this finds the module
 
         package = Path(pythonmonkey.__file__).parent
@@ -78,10 +87,15 @@ class Watchdog:
         self._deadline = float("inf")
         self.expired = False
         self.out_of_memory = False
+        self.orphaned = False
+        self._parent_pid = parent_pid
 
         def on_interrupt(_cx: int | None) -> bool:
             if time.monotonic() >= self._deadline:
                 self.expired = True
+                return False
+            if os.getppid() != self._parent_pid:
+                self.orphaned = True
                 return False
             return True
 
@@ -123,6 +137,16 @@ class Watchdog:
             raise OSError(ctypes.get_errno(), "timer_create failed")
         self._spec = _Itimerspec()
         self._zero = _Itimerspec()
+        self._parent_timer = ctypes.c_void_p()
+        if libc.timer_create(_CLOCK_MONOTONIC, ctypes.byref(event),
+                             ctypes.byref(self._parent_timer)):
+            raise OSError(ctypes.get_errno(), "timer_create failed")
+        every = _Itimerspec()
+        every.it_interval.tv_sec = every.it_value.tv_sec = int(self.PARENT_CHECK_S)
+        every.it_interval.tv_nsec = every.it_value.tv_nsec = \
+            int((self.PARENT_CHECK_S % 1) * 1e9)
+        if libc.timer_settime(self._parent_timer, 0, ctypes.byref(every), None):
+            raise OSError(ctypes.get_errno(), "timer_settime failed")
 
     def arm(self, deadline: float) -> None:
         """Terminate JS still running at ``deadline`` (time.monotonic seconds)."""

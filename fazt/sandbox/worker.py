@@ -2,8 +2,9 @@
 
 Runs untrusted app code for exactly one deploy of one app. Start-up, before any app code:
 
-1. die with the parent (``PR_SET_PDEATHSIG``), limits (``RLIMIT_DATA``, no core files, no
-   file writes), protocol on private fds, stdout pointed at stderr;
+1. limits (``RLIMIT_DATA``, no core files, no file writes), protocol on private fds, stdout
+   pointed at stderr; the worker exits when its server is gone (EOF on the pipe, or the
+   watchdog's periodic ``getppid`` check, which also stops JS that is running);
 2. import PythonMonkey, install the watchdog and the event-loop stand-in;
 3. evaluate ``runtime.js`` (loader, dispatch, capability stubs) and ``lockdown.js`` (only
    standard globals remain, the debugger is gone, every reachable object is frozen);
@@ -18,12 +19,10 @@ dropped; other requests in the worker go on.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import os
 import resource
 import select
-import signal
 import sys
 import time
 import traceback
@@ -39,7 +38,6 @@ from fazt.sandbox._modules import ModuleSyntaxError, wrap
 from fazt.sandbox._protocol import FrameReader, ProtocolError, encode
 
 _HERE = Path(__file__).parent
-_PR_SET_PDEATHSIG = 1
 _LOAD_S = 5.0                # time for the app's top-level module code
 _FAIRNESS_S = 0.02           # run jobs at most this long before looking at the pipe again
 MAX_LOG_LINES = 1000         # per request; one more line says the rest was dropped
@@ -130,7 +128,7 @@ def _host_function(fallback: Any) -> Callable[[Callable[..., Any]], Callable[...
 
 
 class Worker:
-    def __init__(self, proto_in: int, proto_out: int) -> None:
+    def __init__(self, proto_in: int, proto_out: int, parent_pid: int) -> None:
         import pythonmonkey as pm
 
         from fazt.sandbox._watchdog import Watchdog
@@ -141,7 +139,7 @@ class Worker:
         self._reader = FrameReader()
         self.loop = JobLoop()
         asyncio.events._set_running_loop(self.loop)  # type: ignore[arg-type]
-        self.watchdog = Watchdog()
+        self.watchdog = Watchdog(parent_pid)
         self.requests: dict[int, Request] = {}
         self.calls: dict[int, Request] = {}
         self._next_call = 0
@@ -249,6 +247,8 @@ class Worker:
             self.loop.current = None
             if request is not None:
                 request.js_s += time.monotonic() - started
+        if self.watchdog.orphaned:
+            os._exit(0)                 # the server is gone: nobody is waiting for anything
         if self.watchdog.out_of_memory:
             self.poisoned = True
         if request is None or request.finished:
@@ -362,17 +362,14 @@ class Worker:
             self._finish(request, {"t": "fail", "id": request.id, "code": "js_timeout"})
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent_pid:      # the parent died before prctl took effect
+def _check_parent(parent_pid: int) -> None:
+    if os.getppid() != parent_pid:      # the server died before the worker got going
         os._exit(1)
 
 
 def main(argv: list[str]) -> None:
     parent_pid, data_mb = int(argv[0]), int(argv[1])
-    _die_with_parent(parent_pid)
+    _check_parent(parent_pid)
     # The protocol uses private copies of stdin/stdout; stray prints go to stderr.
     proto_in, proto_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -381,7 +378,7 @@ def main(argv: list[str]) -> None:
     limit = data_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    worker = Worker(proto_in, proto_out)
+    worker = Worker(proto_in, proto_out, parent_pid)
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     try:
         worker.run()
