@@ -202,7 +202,10 @@ def _set_cookies(cookies: Any) -> list[bytes]:
                           "encodeURIComponent)")
         parts = [f"{name}={value}", f"Path={_cookie_attr(options.get('path', '/'), name)}"]
         if options.get("domain") is not None:
-            parts.append(f"Domain={_cookie_attr(options['domain'], name)}")
+            # A Domain attribute would reach the parent domain: the admin host and every
+            # other app. Cookies set by an app are host-only.
+            raise JsError(f"cookie {name}: domain is not allowed (an app's cookies are "
+                          "host-only)")
         max_age = options.get("maxAge")
         if max_age is not None:
             if isinstance(max_age, bool) or not isinstance(max_age, (int, float)):

@@ -79,6 +79,7 @@ class AppPool:
     code: AppCode | None = None
     load_error: JsError | None = None
     load_failed_at: float = 0.0
+    start_failures: int = 0
     workers: list[WorkerProcess] = field(default_factory=list)
     starting: int = 0
     last_used: float = field(default_factory=time.monotonic)
@@ -147,13 +148,16 @@ class Sandbox:
     async def handle(self, *, app: str, deploy_id: int, generation: int, load_code: CodeLoader,
                      request: JsRequest, budget: Budget,
                      capabilities: CapabilityHost) -> JsOutcome:
-        pool = self._pool(app, deploy_id, generation)
-        pool.last_used = time.monotonic()
-        if pool.code is None:
-            async with pool.code_lock:
-                if pool.code is None:
-                    pool.code = await load_code()
-        worker = await self._acquire(pool, budget)
+        while True:
+            pool = self._pool(app, deploy_id, generation)
+            pool.last_used = time.monotonic()
+            if pool.code is None:
+                async with pool.code_lock:
+                    if pool.code is None:
+                        pool.code = await load_code()
+            worker = await self._acquire(pool, budget)
+            if worker is not None:
+                break       # else the pool was replaced or evicted while we waited: again
         try:
             outcome = await worker.run(request, budget=budget, capabilities=capabilities,
                                        kill_grace_s=self.settings.kill_grace_s)
@@ -185,10 +189,14 @@ class Sandbox:
         self._pools[app] = pool
         return pool
 
-    async def _acquire(self, pool: AppPool, budget: Budget) -> WorkerProcess:
+    async def _acquire(self, pool: AppPool, budget: Budget) -> WorkerProcess | None:
+        """A worker of ``pool`` with room for one more request; None when the pool stopped
+        being the app's current one (redeployed, evicted) while we waited."""
         settings = self.settings
         with trio.move_on_at(budget.deadline - budget.policy.respond_reserve_s):
             while True:
+                if self._pools.get(pool.app) is not pool:
+                    return None
                 if pool.load_error is not None:
                     if time.monotonic() - pool.load_failed_at < LOAD_RETRY_S:
                         raise JsError(pool.load_error.message)
@@ -213,7 +221,7 @@ class Sandbox:
     def _start_worker(self, pool: AppPool, *, needed: bool) -> None:
         assert pool.code is not None
         memory = pool.code.memory_mb
-        if not self._reserve(memory):
+        if not self._reserve(memory, may_evict=needed):
             if not needed:
                 return              # busy but served: grow later
             if pool.workers or pool.starting:
@@ -238,7 +246,9 @@ class Sandbox:
             await worker.load(app=code.app, deploy_id=code.deploy_id, files=code.files,
                               main=code.main, memory_mb=memory, granted=code.granted,
                               timeout_s=self.settings.load_timeout_s)
-        except (JsError, JsCrashed) as exc:
+        except (JsError, JsCrashed, OSError) as exc:
+            # Nothing one worker does may take the sandbox service (and the server) down:
+            # the app's own error, a crash while loading, or the host out of processes/fds.
             if worker is not None:
                 worker.kill()
             self._release_mb(memory)
@@ -249,7 +259,12 @@ class Sandbox:
                 pool.load_failed_at = time.monotonic()
             else:
                 log.warning("app %s: a JS worker failed to start: %s", code.app, exc)
+                pool.start_failures += 1
+                if pool.start_failures >= 2:    # once is bad luck; twice in a row, back off
+                    pool.load_error = JsError(f"the JS worker failed to start or load: {exc}")
+                    pool.load_failed_at = time.monotonic()
         else:
+            pool.start_failures = 0
             self._held[worker] = memory
             self._nursery.start_soon(self._watch, pool, worker, memory)
             if self._pools.get(pool.app) is pool:
@@ -263,6 +278,7 @@ class Sandbox:
     async def _forget_on_exit(self, worker: WorkerProcess) -> None:
         await worker.wait_exited()
         self._all.discard(worker)
+        self._refill.set()          # a spare that died is replaced
 
     async def _watch(self, pool: AppPool, worker: WorkerProcess, memory: int) -> None:
         await worker.wait_exited()
@@ -318,13 +334,16 @@ class Sandbox:
     async def _keep_spares(self) -> None:
         while True:
             self._refill = trio.Event()
-            self._spares = [w for w in self._spares if w.state is State.SPARE]
+            alive = [w for w in self._spares if w.state is State.SPARE]
+            for _ in range(len(self._spares) - len(alive)):
+                self._release_mb(self.settings.memory_mb_default)
+            self._spares = alive
             while len(self._spares) + self._spares_starting < self.settings.spares and \
-                    self._reserve(self.settings.memory_mb_default):
+                    self._reserve(self.settings.memory_mb_default, may_evict=False):
                 self._spares_starting += 1
                 try:
                     self._spares.append(await self._spawn())
-                except JsCrashed as exc:
+                except (JsCrashed, OSError) as exc:
                     self._release_mb(self.settings.memory_mb_default)
                     log.warning("a spare JS worker failed to start: %s", exc)
                     await trio.sleep(1)
@@ -332,8 +351,10 @@ class Sandbox:
                     self._spares_starting -= 1
             await self._refill.wait()
 
-    def _reserve(self, memory_mb: int) -> bool:
-        if self._reserved_mb + memory_mb > self.settings.total_memory_mb:
+    def _reserve(self, memory_mb: int, *, may_evict: bool) -> bool:
+        """Count ``memory_mb`` against the bound; only a worker a request cannot do without
+        may evict idle apps to fit (never a spare, never an optional extra worker)."""
+        if may_evict and self._reserved_mb + memory_mb > self.settings.total_memory_mb:
             self._evict_for(memory_mb)
         if self._reserved_mb + memory_mb > self.settings.total_memory_mb:
             return False

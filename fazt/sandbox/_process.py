@@ -100,7 +100,8 @@ class WorkerProcess:
     _stdin: trio.abc.SendStream | None = None
     _pending: dict[int, _Pending] = field(default_factory=dict)
     _next_id: int = 0
-    _send_lock: trio.Lock = field(default_factory=trio.Lock)
+    _outbox: trio.MemorySendChannel[bytes] | None = None
+    _closing: bool = False
     _ready: trio.Event = field(default_factory=trio.Event)
     _loaded: trio.Event = field(default_factory=trio.Event)
     _load_error: str | None = None
@@ -135,6 +136,9 @@ class WorkerProcess:
             env=env, cwd="/")
         worker = cls(process=process, _log_sink=log_sink)
         worker._stdin = process.stdin
+        outbox, inbox = trio.open_memory_channel[bytes](math.inf)
+        worker._outbox = outbox
+        nursery.start_soon(worker._write_frames, inbox)
         nursery.start_soon(worker._read_frames)
         nursery.start_soon(worker._read_stderr)
         nursery.start_soon(worker._reap)
@@ -152,8 +156,12 @@ class WorkerProcess:
                    memory_mb: int, granted: Mapping[str, list[str]], timeout_s: float) -> None:
         """Load one deploy's code; raises JsError (the app's own error) or JsCrashed."""
         self.app, self.deploy_id, self.memory_mb = app, deploy_id, memory_mb
-        await self._send({"t": "load", "main": main, "memory_mb": memory_mb,
-                          "granted": dict(granted)}, orjson.dumps({"files": dict(files)}))
+        try:
+            self._post({"t": "load", "main": main, "memory_mb": memory_mb,
+                        "granted": dict(granted)}, orjson.dumps({"files": dict(files)}))
+        except ProtocolError as exc:
+            self.kill()
+            raise JsError(f"the app's api/ code is too large to load ({exc})") from exc
         with trio.move_on_after(timeout_s):
             await self._loaded.wait()
         if not self._loaded.is_set():
@@ -171,7 +179,7 @@ class WorkerProcess:
         if self.state in (State.READY, State.SPARE, State.STARTING):
             self.state = State.RETIRING
         if self.state is State.RETIRING and not self._pending:
-            self._close_stdin()
+            self._close_outbox()
 
     def kill(self) -> None:
         if self.process.returncode is None:
@@ -214,11 +222,12 @@ class WorkerProcess:
             # Everything, the send included, is bounded: a worker stuck in native code that
             # stops reading its pipe must not hold the request past its deadline.
             with trio.CancelScope(deadline=js_deadline + kill_grace_s) as wait:
-                await self._send({"t": "req", "id": pending.id,
-                                  "end_ms": round((js_deadline - now) * 1000, 3),
-                                  "budget_ms": round(budget.remaining() * 1000, 3),
-                                  "slice_ms": round(budget.policy.js_cap_s * 1000, 3)},
-                                 request.body)
+                # Deadlines cross as CLOCK_MONOTONIC instants (the clock both processes
+                # read), so time the frame spends in the pipe is not added to them.
+                mono = time.monotonic() - trio.current_time()
+                self._post({"t": "req", "id": pending.id, "end_at": mono + js_deadline,
+                            "budget_at": mono + budget.deadline,
+                            "slice_ms": round(budget.policy.js_cap_s * 1000, 3)}, request.body)
                 async with trio.open_nursery() as calls:
                     async for header, body in receive:
                         if header["t"] == "call":
@@ -243,10 +252,9 @@ class WorkerProcess:
         finally:
             self._pending.pop(pending.id, None)
             if not answered and self.alive:
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + 1):
-                    await self._send_quietly({"t": "cancel", "id": pending.id})
+                self._post_quietly({"t": "cancel", "id": pending.id})
             if self.state is State.RETIRING and not self._pending:  # type: ignore[comparison-overlap]
-                self._close_stdin()
+                self._close_outbox()
 
     def _outcome(self, header: dict[str, Any], body: bytes, request_id: str) -> JsOutcome:
         js_s = float(header.get("js_ms", 0)) / 1000
@@ -258,10 +266,12 @@ class WorkerProcess:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise JsCrashed("the JS worker sent an unreadable answer") from exc
+        if not isinstance(payload, dict):
+            raise JsCrashed("the JS worker sent an unreadable answer")
         if not header.get("ok"):
             self._log_js_error(payload, request_id)
             code = payload.get("code") if isinstance(payload, dict) else None
-            if code in _PHASE_TIMEOUTS:
+            if isinstance(code, str) and code in _PHASE_TIMEOUTS:
                 # A capability call ran out of its phase and the handler let the error go:
                 # the request ran out of time in that phase, not in JS.
                 raise BudgetExceeded(f"the {_PHASE_TIMEOUTS[code]} phase ran out of time",
@@ -275,7 +285,9 @@ class WorkerProcess:
         if self._log_sink is None or self.app is None:
             return
         name, message = payload.get("name"), payload.get("message")
-        stack = payload.get("stack") or ""
+        stack = payload.get("stack")
+        if not isinstance(stack, str):
+            stack = ""
         frames = "\n".join(f"    at {line}" for line in stack.splitlines()
                            if line and "fazt:" not in line)
         text = f"uncaught {name}: {message}" + (f"\n{frames}" if frames else "")
@@ -296,25 +308,40 @@ class WorkerProcess:
         except (ValueError, TypeError):
             reply, ok = orjson.dumps({"code": "capability_error",
                                       "message": "malformed capability call"}), False
-        await self._send_quietly({"t": "res", "cid": cid, "ok": ok}, reply)
+        self._post_quietly({"t": "res", "cid": cid, "ok": ok}, reply)
 
     # -- the pipes --------------------------------------------------------------------------
 
-    async def _send(self, header: dict[str, Any], body: bytes = b"") -> None:
+    def _post(self, header: dict[str, Any], body: bytes = b"") -> None:
+        """Queue a frame for the writer task: a caller's cancellation can never cut a frame
+        in half (which would desynchronise the pipe for every request on the worker)."""
         data = encode(header, body)
+        if self._outbox is None or not self.alive:
+            raise JsCrashed("the JS worker is gone")
         try:
-            async with self._send_lock:
-                stdin = self._stdin        # read under the lock: _reap may have closed it
-                if stdin is None or not self.alive:
-                    raise JsCrashed("the JS worker is gone")
-                await stdin.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._mark_dead()
+            self._outbox.send_nowait(data)
+        except (trio.ClosedResourceError, trio.BrokenResourceError) as exc:
             raise JsCrashed("the JS worker is gone") from exc
 
-    async def _send_quietly(self, header: dict[str, Any], body: bytes = b"") -> None:
-        with contextlib.suppress(JsCrashed):
-            await self._send(header, body)
+    def _post_quietly(self, header: dict[str, Any], body: bytes = b"") -> None:
+        with contextlib.suppress(JsCrashed, ProtocolError):
+            self._post(header, body)
+
+    async def _write_frames(self, inbox: trio.MemoryReceiveChannel[bytes]) -> None:
+        stdin = self._stdin
+        assert stdin is not None
+        try:
+            async with inbox:
+                async for data in inbox:
+                    await stdin.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._mark_dead()
+        finally:
+            # The outbox is closed (retired) or the worker died: closing its stdin is how a
+            # worker is told to exit.
+            self._stdin = None
+            with trio.CancelScope(shield=True):
+                await stdin.aclose()
 
     async def _read_frames(self) -> None:
         reader = FrameReader()
@@ -411,14 +438,13 @@ class WorkerProcess:
             await self.process.wait()
         finally:
             self._mark_dead()
-            self._close_stdin()
             self._exited.set()
 
-    def _close_stdin(self) -> None:
-        if self._stdin is not None:
-            stdin, self._stdin = self._stdin, None
-            # Closing the pipe is how a worker is told to exit; it cannot block.
-            _close_now(stdin)
+    def _close_outbox(self) -> None:
+        """No more frames: the writer sends what is queued, then closes the worker's stdin."""
+        if self._outbox is not None and not self._closing:
+            self._closing = True
+            self._outbox.close()
 
     def _mark_dead(self) -> None:
         if self.state is State.DEAD:
@@ -428,8 +454,4 @@ class WorkerProcess:
         self._loaded.set()
         for pending in self._pending.values():
             pending.send.close()
-
-
-def _close_now(stream: trio.abc.SendStream) -> None:
-    with contextlib.suppress(OSError):
-        stream.close()  # type: ignore[attr-defined]  # trio's FdStream.close is synchronous
+        self._close_outbox()

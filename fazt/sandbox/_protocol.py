@@ -5,7 +5,8 @@ a small JSON object whose ``t`` names the message; the body is opaque bytes (JSO
 handed to JS unparsed, or a log line), so neither side parses a payload twice.
 
     server -> worker   load {main, memory_mb, granted}  body: {"files": {path: text}}
-                       req {id, end_ms, slice_ms, budget_ms}   body: request JSON
+                       req {id, end_at, budget_at, slice_ms}  body: request JSON
+                                                        (*_at: CLOCK_MONOTONIC seconds)
                        res {cid, ok}                    body: result JSON ("" = undefined)
                        cancel {id}
     worker -> server   ready {pid}

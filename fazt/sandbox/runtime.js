@@ -298,10 +298,13 @@
   function describe(error) {
     try {
       if (error instanceof Error) {
+        // Each property read once: a getter may answer differently the second time.
+        const stack = error.stack;
+        const code = error.code;
         return toServer({
           name: String(error.name), message: String(error.message).slice(0, 2000),
-          stack: typeof error.stack === 'string' ? error.stack.slice(0, 8000) : '',
-          code: typeof error.code === 'string' ? error.code : null,
+          stack: typeof stack === 'string' ? stack.slice(0, 8000) : '',
+          code: typeof code === 'string' ? code.slice(0, 64) : null,
         });
       }
     } catch (e) { /* described as a thrown value below */ }

@@ -233,8 +233,12 @@ class Worker:
         if request is not None and request.finished:
             return                      # a timed-out or cancelled request: drop its jobs
         started = time.monotonic()
+        # A slice ends at its own request's limits, and never runs past the deadline of any
+        # other request waiting in this worker: that one must be answered on time (or the
+        # server kills the worker, and every request on it).
         deadline = self._load_end if request is None else \
-            min(started + request.slice_s, request.end)
+            min(started + request.slice_s, min(r.end for r in self.requests.values())
+                if self.requests else request.end, request.end)
         self.loop.current = request
         self.watchdog.arm(deadline)
         error: BaseException | None = None
@@ -274,9 +278,8 @@ class Worker:
     def handle(self, header: dict[str, Any], body: bytes) -> None:
         kind = header["t"]
         if kind == "req":
-            now = time.monotonic()
-            request = Request(id=int(header["id"]), end=now + header["end_ms"] / 1000,
-                              budget_end=now + header["budget_ms"] / 1000,
+            request = Request(id=int(header["id"]), end=float(header["end_at"]),
+                              budget_end=float(header["budget_at"]),
                               slice_s=header["slice_ms"] / 1000)
             self.requests[request.id] = request
             self.run_slice(request, self._dispatch, request.id, body.decode())
@@ -294,6 +297,9 @@ class Worker:
                 self.requests.pop(cancelled.id, None)
                 for cid in cancelled.calls:
                     self.calls.pop(cid, None)
+                if cancelled.calls:
+                    self._forget(orjson.dumps(sorted(cancelled.calls)).decode())
+                    cancelled.calls.clear()
         elif kind == "load":
             self.load(header, body)
         else:
@@ -305,12 +311,19 @@ class Worker:
         files: dict[str, str] = orjson.loads(body)["files"]
         self._load_end = time.monotonic() + _LOAD_S
         try:
-            compiled = {}
+            compiled: dict[str, Any] = {}
+
+            def compile_module(path: str, source: str) -> None:
+                compiled[path] = self._pm.eval(source, {"filename": path, "lineno": 1})
+
             for path, text in files.items():
                 if path.endswith(".js"):
-                    source = wrap(path, text)
-                    compiled[path] = self._pm.eval(source.source, {"filename": path,
-                                                                   "lineno": 1})
+                    # Under the watchdog: source that closes the wrapper early
+                    # ("}); while(true){} (function(){") runs right here.
+                    self.run_slice(None, compile_module, path, wrap(path, text).source)
+                    if not callable(compiled.get(path)):
+                        raise ModuleSyntaxError(f"{path}: the file does not parse as one "
+                                                "module (unbalanced braces?)")
             json_files = {p: t for p, t in files.items() if p.endswith(".json")}
             granted = orjson.dumps(header.get("granted") or {}).decode()
             self.run_slice(None, self.runtime["load"], compiled, json_files, header["main"],

@@ -16,6 +16,7 @@ import orjson
 
 from fazt.sandbox._protocol import FrameReader, encode
 
+REQUEST = b'{"method":"GET","path":"/api/"}'
 SPIN = "module.exports = async () => { while (true) {} }"
 
 
@@ -66,8 +67,9 @@ def test_worker_outlives_the_thread_that_spawned_it() -> None:
                                 orjson.dumps({"files": files})))
         proc.stdin.flush()
         assert _receive(proc, reader)["t"] == "loaded"
-        proc.stdin.write(encode({"t": "req", "id": 1, "end_ms": 5000, "budget_ms": 5000,
-                                 "slice_ms": 5000}, b'{"method":"GET","path":"/api/"}'))
+        proc.stdin.write(encode({"t": "req", "id": 1, "end_at": time.monotonic() + 5,
+                                 "budget_at": time.monotonic() + 5, "slice_ms": 5000},
+                                REQUEST))
         proc.stdin.flush()
         done = _receive(proc, reader)
         assert done["t"] == "done" and done["ok"] is True
@@ -96,8 +98,9 @@ PARENT = textwrap.dedent("""
                             orjson.dumps({"files": {"api/main.js": sys.argv[1]}})))
     proc.stdin.flush()
     receive()
-    proc.stdin.write(encode({"t": "req", "id": 1, "end_ms": 60000, "budget_ms": 60000,
-                             "slice_ms": 60000}, b'{"method":"GET","path":"/api/"}'))
+    proc.stdin.write(encode({"t": "req", "id": 1, "end_at": time.monotonic() + 60,
+                             "budget_at": time.monotonic() + 60, "slice_ms": 60000},
+                            b'{"method":"GET","path":"/api/"}'))
     proc.stdin.flush()
     print(proc.pid, flush=True)
     time.sleep(120)
