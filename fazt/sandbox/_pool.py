@@ -163,8 +163,6 @@ class Sandbox:
                                        kill_grace_s=self.settings.kill_grace_s)
         except BudgetExceeded:
             self.counters.timeouts += 1
-            if not worker.alive:
-                self.counters.kills += 1
             raise
         except JsMemory:
             self.counters.ooms += 1
@@ -278,6 +276,8 @@ class Sandbox:
     async def _forget_on_exit(self, worker: WorkerProcess) -> None:
         await worker.wait_exited()
         self._all.discard(worker)
+        if worker.killed_stuck:
+            self.counters.kills += 1
         self._refill.set()          # a spare that died is replaced
 
     async def _watch(self, pool: AppPool, worker: WorkerProcess, memory: int) -> None:

@@ -83,6 +83,7 @@ class _Pending:
     request_id: str
     send: trio.MemorySendChannel[tuple[dict[str, Any], bytes]]
     receive: trio.MemoryReceiveChannel[tuple[dict[str, Any], bytes]]
+    slice_s: float = 0.0
 
 
 @dataclass(eq=False)
@@ -97,11 +98,15 @@ class WorkerProcess:
     spawned_at: float = field(default_factory=time.monotonic)
     served: int = 0
     poisoned: bool = False
+    killed_stuck: bool = False      # killed for not answering (counted by the sandbox)
     _stdin: trio.abc.SendStream | None = None
     _pending: dict[int, _Pending] = field(default_factory=dict)
     _next_id: int = 0
     _outbox: trio.MemorySendChannel[bytes] | None = None
     _closing: bool = False
+    _last_heard: float = 0.0    # trio time of its last frame, or of a request to it while idle
+    _silence_watch: bool = False
+    _nursery: trio.Nursery | None = None
     _ready: trio.Event = field(default_factory=trio.Event)
     _loaded: trio.Event = field(default_factory=trio.Event)
     _load_error: str | None = None
@@ -134,7 +139,8 @@ class WorkerProcess:
              str(data_limit_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env, cwd="/")
-        worker = cls(process=process, _log_sink=log_sink)
+        worker = cls(process=process, _log_sink=log_sink, _nursery=nursery,
+                     _last_heard=trio.current_time())
         worker._stdin = process.stdin
         outbox, inbox = trio.open_memory_channel[bytes](math.inf)
         worker._outbox = outbox
@@ -209,12 +215,14 @@ class WorkerProcess:
         self._next_id += 1
         send, receive = trio.open_memory_channel[tuple[dict[str, Any], bytes]](math.inf)
         pending = _Pending(id=self._next_id, request_id=request.request_id, send=send,
-                           receive=receive)
+                           receive=receive, slice_s=budget.policy.js_cap_s)
         # JS may use everything but the respond reserve; one slice is capped in the worker.
         js_deadline = budget.deadline - budget.policy.respond_reserve_s
         now = trio.current_time()
         if js_deadline - now < budget.policy.min_op_s:
             raise BudgetExceeded("no time left to run the handler", phase=Phase.JS.value)
+        if not self._pending and not self._silence_watch:
+            self._last_heard = now      # idle until now: its silence starts here
         self._pending[pending.id] = pending
         self.served += 1
         answered = False
@@ -237,10 +245,12 @@ class WorkerProcess:
                         break
                     calls.cancel_scope.cancel(reason="request finished")
             if wait.cancelled_caught:
-                # The in-worker interrupt should have answered by now: the worker is stuck.
-                log.warning("JS worker %d (%s) missed a deadline by %.0f ms: killed", self.pid,
-                            self.app, kill_grace_s * 1000)
-                self.kill()
+                # This request is over. Is the worker stuck, or only busy with another
+                # request's slice (it reads this request's frame only once that slice ends)?
+                # No slice may run longer than js_cap_s: a worker silent for longer is stuck.
+                longest = max([p.slice_s for p in self._pending.values()],
+                              default=budget.policy.js_cap_s)
+                self._kill_if_silent(longest + kill_grace_s)
                 raise BudgetExceeded("the handler ran past its deadline", phase=Phase.JS.value)
             if not answered:
                 if not self.poisoned:
@@ -255,6 +265,27 @@ class WorkerProcess:
                 self._post_quietly({"t": "cancel", "id": pending.id})
             if self.state is State.RETIRING and not self._pending:  # type: ignore[comparison-overlap]
                 self._close_outbox()
+
+    def _kill_if_silent(self, limit_s: float) -> None:
+        """A request ran out without an answer: kill the worker if it has been silent for
+        ``limit_s`` (longer than any slice may run), now or once that time has passed."""
+        silent = trio.current_time() - self._last_heard
+        if silent > limit_s:
+            log.warning("JS worker %d (%s) silent for %.1f s while requests wait: killed",
+                        self.pid, self.app, silent)
+            self.killed_stuck = True
+            self.kill()
+        elif not self._silence_watch and self._nursery is not None:
+            self._silence_watch = True
+            self._nursery.start_soon(self._watch_silence, self._last_heard, limit_s)
+
+    async def _watch_silence(self, since: float, limit_s: float) -> None:
+        try:
+            await trio.sleep_until(since + limit_s)
+            if self.alive and self._last_heard == since:
+                self._kill_if_silent(limit_s - 1e-9)
+        finally:
+            self._silence_watch = False
 
     def _outcome(self, header: dict[str, Any], body: bytes, request_id: str) -> JsOutcome:
         js_s = float(header.get("js_ms", 0)) / 1000
@@ -366,6 +397,7 @@ class WorkerProcess:
                 await stdout.aclose()
 
     def _route(self, header: dict[str, Any], body: bytes) -> None:
+        self._last_heard = trio.current_time()
         kind = header["t"]
         if kind == "log":
             self._on_log(header, body)

@@ -546,3 +546,53 @@ async def test_a_handler_setting_a_domain_cookie_gets_a_js_error(
     with pytest.raises(JsError, match="domain is not allowed"):
         _gateway()._response(out.response, "a")
 
+
+
+async def test_a_request_arriving_during_a_long_slice_times_out_alone() -> None:
+    """B (1 s budget) arrives while A runs a 1.5 s slice: the worker reads B only after A's
+    slice, past B's deadline. B answers 504 js_timeout on time; the worker is busy, not stuck
+    (no slice may run longer than js_cap_s), so it is not killed and A completes."""
+    source = ("module.exports = async (req) => { if (req.path === '/api/a') { "
+              "console.log('a started'); const end = Date.now() + 1500; "
+              "while (Date.now() < end) {} return 'a done'; } while (true) {} }")
+    async with running(workers_per_app=1, spares=0, kill_grace_s=0.25) as harness:
+        results: dict[str, object] = {}
+
+        async def a() -> None:
+            out = await harness.run("app", app(source), request=request_body("/api/a"),
+                                    request_s=5)
+            results["a"] = out.response["body"]
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(a)
+            await wait_for(lambda: "a started" in harness.logs.messages("app"))
+            started = trio.current_time()
+            with pytest.raises(BudgetExceeded) as info:
+                await harness.run("app", app(source), request=request_body("/api/b"),
+                                  request_s=1.0)
+            assert info.value.code == "js_timeout"
+            assert trio.current_time() - started < 1.6
+        assert results["a"] == "a done"
+        assert harness.sandbox.counters.kills == 0
+
+
+async def test_a_stuck_worker_is_killed_once_silent_longer_than_any_slice() -> None:
+    """A worker that stops answering (SIGSTOP stands in for native code that ignores the
+    interrupt) is killed once it has been silent longer than js_cap_s + grace; the app then
+    gets a fresh worker."""
+    source = "module.exports = async () => 'ok'"
+    async with running(workers_per_app=1, spares=0, kill_grace_s=0.25) as harness:
+        assert (await harness.run("app", app(source), request_s=5)).response["body"] == "ok"
+        [pid] = ready_pids(harness, "app")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(BudgetExceeded) as info:
+                await harness.run("app", app(source), request_s=0.5)
+            assert info.value.code == "js_timeout"
+            await wait_for(lambda: not process_exists(pid), timeout=5)
+        finally:
+            if process_exists(pid):
+                os.kill(pid, signal.SIGKILL)
+        await wait_for(lambda: harness.sandbox.counters.kills == 1)
+        assert (await harness.run("app", app(source), request_s=5)).response["body"] == "ok"
+        assert ready_pids(harness, "app") != [pid]
