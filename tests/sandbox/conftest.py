@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,27 @@ async def sandbox() -> AsyncIterator[SandboxHarness]:
     logs = LogLines()
     box = Sandbox(SandboxSettings(workers_per_app=2, worker_concurrency=8, spares=1,
                                   total_memory_mb=2048, kill_grace_s=0.5), log_sink=logs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(box.run)
+        yield SandboxHarness(sandbox=box, logs=logs)
+        nursery.cancel_scope.cancel()
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait, bounded, until ``condition()`` holds (for asynchronous clean-up)."""
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.01)
+
+
+@asynccontextmanager
+async def running(**overrides: Any) -> AsyncIterator[SandboxHarness]:
+    """Like the ``sandbox`` fixture, with other settings."""
+    settings: dict[str, Any] = {"workers_per_app": 2, "worker_concurrency": 8, "spares": 1,
+                                "total_memory_mb": 2048, "kill_grace_s": 0.5}
+    settings.update(overrides)
+    logs = LogLines()
+    box = Sandbox(SandboxSettings(**settings), log_sink=logs)
     async with trio.open_nursery() as nursery:
         await nursery.start(box.run)
         yield SandboxHarness(sandbox=box, logs=logs)

@@ -12,8 +12,6 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -30,8 +28,8 @@ from fazt.errors import (
     JsMemory,
     StorageBusy,
 )
-from fazt.sandbox import JsOutcome, Sandbox, SandboxSettings
-from tests.sandbox.conftest import LogLines, SandboxHarness, request_body
+from fazt.sandbox import JsOutcome
+from tests.sandbox.conftest import SandboxHarness, request_body, running, wait_for
 
 
 def app(source: str) -> dict[str, str]:
@@ -85,25 +83,6 @@ def count_tasks() -> int:
     return walk(root)
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait, bounded, until ``condition()`` holds (for asynchronous clean-up)."""
-    with trio.fail_after(timeout):
-        while not condition():
-            await trio.sleep(0.01)
-
-
-@asynccontextmanager
-async def running(**overrides: Any) -> AsyncIterator[SandboxHarness]:
-    """Like the ``sandbox`` fixture, with other settings."""
-    settings: dict[str, Any] = {"workers_per_app": 2, "worker_concurrency": 8, "spares": 1,
-                                "total_memory_mb": 2048, "kill_grace_s": 0.5}
-    settings.update(overrides)
-    logs = LogLines()
-    box = Sandbox(SandboxSettings(**settings), log_sink=logs)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(box.run)
-        yield SandboxHarness(sandbox=box, logs=logs)
-        nursery.cancel_scope.cancel()
 
 
 # -- runaway CPU -------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ import resource
 import signal
 import struct
 import termios
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import orjson
@@ -27,11 +27,17 @@ import trio
 from fazt.budget import Budget, BudgetPolicy
 from fazt.errors import BudgetExceeded, FaztError, JsError
 from fazt.http._api import ApiGateway, ApiLimits, _set_cookies
-from fazt.sandbox import CapabilityHost, Sandbox, SandboxSettings
+from fazt.sandbox import CapabilityHost, Sandbox
 from fazt.sandbox import _pool as pool_module
 from fazt.sandbox._process import State
 from fazt.sandbox._protocol import MAX_FRAME_BYTES
-from tests.sandbox.conftest import LogLines, SandboxHarness, no_capabilities, request_body
+from tests.sandbox.conftest import (
+    SandboxHarness,
+    no_capabilities,
+    request_body,
+    running,
+    wait_for,
+)
 
 OK_APP = {"api/main.js": "module.exports = async () => 'ok';"}
 
@@ -62,25 +68,6 @@ def spare_ready(box: Sandbox, *, other_than: int | None = None) -> bool:
         box._spares[0].pid != other_than
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait, bounded, until ``condition()`` holds."""
-    with trio.fail_after(timeout):
-        while not condition():
-            await trio.sleep(0.01)
-
-
-@asynccontextmanager
-async def running(**overrides: Any) -> AsyncIterator[SandboxHarness]:
-    """Like the ``sandbox`` fixture, with other settings."""
-    settings: dict[str, Any] = {"workers_per_app": 2, "worker_concurrency": 8, "spares": 1,
-                                "total_memory_mb": 2048, "kill_grace_s": 0.5}
-    settings.update(overrides)
-    logs = LogLines()
-    box = Sandbox(SandboxSettings(**settings), log_sink=logs)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(box.run)
-        yield SandboxHarness(sandbox=box, logs=logs)
-        nursery.cancel_scope.cancel()
 
 
 @contextmanager
