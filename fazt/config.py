@@ -54,7 +54,7 @@ class Config:
     max_app_files: int = _setting(10_000, low=1)
     max_file_bytes: int = _setting(50 * MIB, low=1)
     max_compression_ratio: float = _setting(200.0, low=1)
-    max_api_body_bytes: int = _setting(1 * MIB, low=1024)
+    max_api_body_bytes: int = _setting(1 * MIB, low=1024, high=32 * MIB)
     static_cache_bytes: int = _setting(64 * MIB, low=0)
     max_api_response_bytes: int = _setting(10 * MIB, low=1024, high=48 * MIB)
     budget_request_s: float = _setting(10.0, low=0.05, high=600)
