@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -65,13 +66,8 @@ class SandboxHarness:
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[SandboxHarness]:
-    logs = LogLines()
-    box = Sandbox(SandboxSettings(workers_per_app=2, worker_concurrency=8, spares=1,
-                                  total_memory_mb=2048, kill_grace_s=0.5), log_sink=logs)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(box.run)
-        yield SandboxHarness(sandbox=box, logs=logs)
-        nursery.cancel_scope.cancel()
+    async with running() as harness:
+        yield harness
 
 
 async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -93,3 +89,24 @@ async def running(**overrides: Any) -> AsyncIterator[SandboxHarness]:
         await nursery.start(box.run)
         yield SandboxHarness(sandbox=box, logs=logs)
         nursery.cancel_scope.cancel()
+
+
+def app(source: str) -> dict[str, str]:
+    return {"api/main.js": source}
+
+
+def ready_pids(harness: SandboxHarness, name: str) -> list[int]:
+    pool = harness.sandbox.stats()["pools"].get(name)
+    if pool is None:
+        return []
+    return [w["pid"] for w in pool["workers"] if w["state"] == "ready"]
+
+
+def in_flight(harness: SandboxHarness, name: str) -> int:
+    pool = harness.sandbox.stats()["pools"].get(name)
+    return 0 if pool is None else pool["in_flight"]
+
+
+def process_exists(pid: int) -> bool:
+    """True while ``pid`` is running or a zombie nobody reaped."""
+    return os.path.exists(f"/proc/{pid}")

@@ -29,32 +29,20 @@ from fazt.errors import (
     StorageBusy,
 )
 from fazt.sandbox import JsOutcome
-from tests.sandbox.conftest import SandboxHarness, request_body, running, wait_for
-
-
-def app(source: str) -> dict[str, str]:
-    return {"api/main.js": source}
+from tests.sandbox.conftest import (
+    SandboxHarness,
+    app,
+    in_flight,
+    process_exists,
+    ready_pids,
+    request_body,
+    running,
+    wait_for,
+)
 
 
 def body(out: JsOutcome) -> Any:
     return orjson.loads(out.response["body"])
-
-
-def ready_pids(harness: SandboxHarness, name: str) -> list[int]:
-    pool = harness.sandbox.stats()["pools"].get(name)
-    if pool is None:
-        return []
-    return [w["pid"] for w in pool["workers"] if w["state"] == "ready"]
-
-
-def in_flight(harness: SandboxHarness, name: str) -> int:
-    pool = harness.sandbox.stats()["pools"].get(name)
-    return 0 if pool is None else pool["in_flight"]
-
-
-def process_exists(pid: int) -> bool:
-    """True while ``pid`` is running or a zombie nobody reaped."""
-    return os.path.exists(f"/proc/{pid}")
 
 
 def child_pids() -> set[int]:

@@ -33,34 +33,17 @@ from fazt.sandbox._process import State
 from fazt.sandbox._protocol import MAX_FRAME_BYTES
 from tests.sandbox.conftest import (
     SandboxHarness,
+    app,
+    in_flight,
     no_capabilities,
+    process_exists,
+    ready_pids,
     request_body,
     running,
     wait_for,
 )
 
 OK_APP = {"api/main.js": "module.exports = async () => 'ok';"}
-
-
-def app(source: str) -> dict[str, str]:
-    return {"api/main.js": source}
-
-
-def ready_pids(harness: SandboxHarness, name: str) -> list[int]:
-    pool = harness.sandbox.stats()["pools"].get(name)
-    if pool is None:
-        return []
-    return [w["pid"] for w in pool["workers"] if w["state"] == "ready"]
-
-
-def in_flight(harness: SandboxHarness, name: str) -> int:
-    pool = harness.sandbox.stats()["pools"].get(name)
-    return 0 if pool is None else pool["in_flight"]
-
-
-def process_exists(pid: int) -> bool:
-    """True while ``pid`` is running or a zombie nobody reaped."""
-    return os.path.exists(f"/proc/{pid}")
 
 
 def spare_ready(box: Sandbox, *, other_than: int | None = None) -> bool:

@@ -21,8 +21,8 @@ import trio.testing
 
 from fazt.budget import Budget
 from fazt.errors import FaztError, JsError
-from fazt.sandbox import JsOutcome, Sandbox, SandboxSettings
-from tests.sandbox.conftest import LogLines, SandboxHarness, request_body
+from fazt.sandbox import JsOutcome
+from tests.sandbox.conftest import SandboxHarness, request_body, running
 
 pytestmark = pytest.mark.security
 
@@ -34,13 +34,8 @@ HOST_PATH_MARKERS = ("/work", "/usr", "/root", "site-packages", ".py")
 async def box() -> AsyncIterator[SandboxHarness]:
     # No spares: each app's worker is spawned for it, so "fresh" is a brand-new process, and
     # no CPU goes to refilling spares nobody will claim.
-    logs = LogLines()
-    sandbox = Sandbox(SandboxSettings(workers_per_app=1, worker_concurrency=8, spares=0,
-                                      total_memory_mb=2048, kill_grace_s=0.5), log_sink=logs)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sandbox.run)
-        yield SandboxHarness(sandbox=sandbox, logs=logs)
-        nursery.cancel_scope.cancel()
+    async with running(workers_per_app=1, spares=0) as harness:
+        yield harness
 
 
 # A probe every attack can use: what an expression gives, without leaking the value itself.
