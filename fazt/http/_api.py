@@ -77,11 +77,20 @@ class ApiGateway:
         outcome = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+                watching = False
+
+                def watch_client() -> None:
+                    # Only a request that has to wait watches for its client going away: a
+                    # task per request would cost more than the whole JS round trip.
+                    nonlocal watching
+                    if not watching:
+                        watching = True
+                        nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+
                 outcome = await self._sandbox.handle(
                     app=site.app, deploy_id=site.deploy_id, generation=site.generation,
                     load_code=load_code, request=request, budget=budget,
-                    capabilities=self._capabilities.host_for(site.app))
+                    capabilities=self._capabilities.host_for(site.app), on_slow=watch_client)
                 nursery.cancel_scope.cancel(reason="handler finished")
         except BaseExceptionGroup as group:
             # trio wraps the handler's error in an ExceptionGroup (strict exception groups).

@@ -71,6 +71,10 @@ class AppCode:
 CodeLoader = Callable[[], Awaitable[AppCode]]
 
 
+def _nothing() -> None:
+    """The default ``on_slow``."""
+
+
 @dataclass(eq=False)
 class AppPool:
     app: str
@@ -146,12 +150,18 @@ class Sandbox:
     # -- requests ---------------------------------------------------------------------------
 
     async def handle(self, *, app: str, deploy_id: int, generation: int, load_code: CodeLoader,
-                     request: JsRequest, budget: Budget,
-                     capabilities: CapabilityHost) -> JsOutcome:
+                     request: JsRequest, budget: Budget, capabilities: CapabilityHost,
+                     on_slow: Callable[[], None] | None = None) -> JsOutcome:
+        """Run ``request`` in one of the app's workers. ``on_slow`` is called (maybe more than
+        once) when the request has to wait for its code or for a slow answer. Not while it
+        queues for a free worker: under load that is every queued request, and what it costs
+        to notice a client gone then is small (its request runs at most ``_QUIET_S``)."""
+        slow = on_slow or _nothing
         while True:
             pool = self._pool(app, deploy_id, generation)
             pool.last_used = time.monotonic()
             if pool.code is None:
+                slow()
                 async with pool.code_lock:
                     if pool.code is None:
                         pool.code = await load_code()
@@ -160,7 +170,7 @@ class Sandbox:
                 break       # else the pool was replaced or evicted while we waited: again
         try:
             outcome = await worker.run(request, budget=budget, capabilities=capabilities,
-                                       kill_grace_s=self.settings.kill_grace_s)
+                                       kill_grace_s=self.settings.kill_grace_s, on_slow=slow)
         except BudgetExceeded:
             self.counters.timeouts += 1
             raise
@@ -191,6 +201,9 @@ class Sandbox:
         """A worker of ``pool`` with room for one more request; None when the pool stopped
         being the app's current one (redeployed, evicted) while we waited."""
         settings = self.settings
+        # Requests wait their turn: while others are parked, a newcomer queues behind them
+        # even if a slot is free (it is the one a parked request has just been woken for).
+        queued = bool(pool.lot)
         with trio.move_on_at(budget.deadline - budget.policy.respond_reserve_s):
             while True:
                 if self._pools.get(pool.app) is not pool:
@@ -204,8 +217,9 @@ class Sandbox:
                 if live + pool.starting < settings.workers_per_app and \
                         (worker is None or worker.in_flight > 0):
                     self._start_worker(pool, needed=worker is None)
-                if worker is not None:
+                if worker is not None and not queued:
                     return worker
+                queued = False
                 await pool.lot.park()
         raise BudgetExceeded("no JS worker became free in time", phase=Phase.JS.value)
 
@@ -214,7 +228,9 @@ class Sandbox:
         if worker.state is State.READY and worker.served >= self.settings.recycle_after:
             self.counters.recycles += 1
             self._retire(worker)
-        pool.lot.unpark_all()
+        # One slot came free: wake one waiter, the longest parked (a wake-up for everyone
+        # made every completion cost O(waiters) under load).
+        pool.lot.unpark()
 
     def _start_worker(self, pool: AppPool, *, needed: bool) -> None:
         assert pool.code is not None

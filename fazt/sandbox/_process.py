@@ -47,10 +47,17 @@ CapabilityHost = Callable[[str, str, list[Any], Budget], Awaitable[Any]]
 _MAX_STDERR_LINES = 200     # per worker, into the server log
 _PHASE_TIMEOUTS = {f"{phase.value}_timeout": phase.value for phase in Phase}
 _STDERR_DRAIN_S = 0.5       # after a worker died: wait this long for its last stderr lines
+_WRITE_BATCH = 64           # frames joined into one pipe write at most
+_QUIET_S = 0.05             # an answer slower than this is "slow" (run's on_slow)
 # SpiderMonkey aborts the process on an out-of-memory it cannot report to JS (an allocation
 # during a GC), and PythonMonkey's C++ on a failed `new`; each says so on stderr just before.
 # Such a death is an out-of-memory, not a crash.
 _OOM_DEATHS = (b"[unhandlable oom]", b"std::bad_alloc")
+
+
+def _nothing() -> None:
+    """The default ``on_slow``."""
+
 
 
 class State(enum.Enum):
@@ -207,9 +214,10 @@ class WorkerProcess:
     # -- requests ---------------------------------------------------------------------------
 
     async def run(self, request: JsRequest, *, budget: Budget, capabilities: CapabilityHost,
-                  kill_grace_s: float) -> JsOutcome:
+                  kill_grace_s: float, on_slow: Callable[[], None] = _nothing) -> JsOutcome:
         """Run the handler for one request. Raises BudgetExceeded(js), JsError, JsMemory,
-        JsCrashed; cancellation of the caller cancels the request in the worker."""
+        JsCrashed; cancellation of the caller cancels the request in the worker.
+        ``on_slow`` is called when the answer takes a while (see ``_answer``)."""
         if self.state is not State.READY:
             raise JsCrashed("the JS worker is not taking requests")
         self._next_id += 1
@@ -225,7 +233,7 @@ class WorkerProcess:
             self._last_heard = now      # idle until now: its silence starts here
         self._pending[pending.id] = pending
         self.served += 1
-        answered = False
+        answer = None
         try:
             # Everything, the send included, is bounded: a worker stuck in native code that
             # stops reading its pipe must not hold the request past its deadline.
@@ -236,14 +244,7 @@ class WorkerProcess:
                 self._post({"t": "req", "id": pending.id, "end_at": mono + js_deadline,
                             "budget_at": mono + budget.deadline,
                             "slice_ms": round(budget.policy.js_cap_s * 1000, 3)}, request.body)
-                async with trio.open_nursery() as calls:
-                    async for header, body in receive:
-                        if header["t"] == "call":
-                            calls.start_soon(self._call, header, body, budget, capabilities)
-                            continue
-                        answered = True
-                        break
-                    calls.cancel_scope.cancel(reason="request finished")
+                answer = await self._answer(pending, budget, capabilities, on_slow)
             if wait.cancelled_caught:
                 # This request is over. Is the worker stuck, or only busy with another
                 # request's slice (it reads this request's frame only once that slice ends)?
@@ -252,19 +253,53 @@ class WorkerProcess:
                               default=budget.policy.js_cap_s)
                 self._kill_if_silent(longest + kill_grace_s)
                 raise BudgetExceeded("the handler ran past its deadline", phase=Phase.JS.value)
-            if not answered:
+            if answer is None:
                 if not self.poisoned:
                     with trio.move_on_after(_STDERR_DRAIN_S):
                         await self._stderr_closed.wait()    # did it die of out-of-memory?
                 raise JsMemory("the JS worker ran out of memory") if self.poisoned else \
                     JsCrashed("the JS worker died during the request")
-            return self._outcome(header, body, request.request_id)
+            return self._outcome(*answer, request.request_id)
         finally:
             self._pending.pop(pending.id, None)
-            if not answered and self.alive:
+            if answer is None and self.alive:
                 self._post_quietly({"t": "cancel", "id": pending.id})
             if self.state is State.RETIRING and not self._pending:  # type: ignore[comparison-overlap]
                 self._close_outbox()
+
+    async def _answer(self, pending: _Pending, budget: Budget, capabilities: CapabilityHost,
+                      on_slow: Callable[[], None]) -> tuple[dict[str, Any], bytes] | None:
+        """The worker's answer to ``pending``, or None if the worker died first.
+
+        Most requests are answered within ``_QUIET_S`` and make no capability call: they
+        cost no task of their own. Once the answer is slow or the first call comes,
+        ``on_slow()`` is called (the HTTP layer starts watching for the client going away)
+        and the calls run in a nursery inside the request's scope."""
+        first = None
+        with trio.move_on_after(_QUIET_S):
+            try:
+                first = await pending.receive.receive()
+            except trio.EndOfChannel:
+                return None
+        if first is not None and first[0]["t"] != "call":
+            return first
+        on_slow()
+        async with trio.open_nursery() as calls:
+            item = first
+            while True:
+                if item is None:
+                    try:
+                        item = await pending.receive.receive()
+                    except trio.EndOfChannel:
+                        calls.cancel_scope.cancel(reason="the worker died")
+                        return None
+                header, body = item
+                item = None
+                if header["t"] == "call":
+                    calls.start_soon(self._call, header, body, budget, capabilities)
+                    continue
+                calls.cancel_scope.cancel(reason="request finished")
+                return header, body
 
     def _kill_if_silent(self, limit_s: float) -> None:
         """A request ran out without an answer: kill the worker if it has been silent for
@@ -364,7 +399,13 @@ class WorkerProcess:
         try:
             async with inbox:
                 async for data in inbox:
-                    await stdin.send_all(data)
+                    # Everything queued meanwhile goes in the same write: under load one
+                    # write (and one wake-up of the worker) carries many frames.
+                    batch = [data]
+                    with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                        while len(batch) < _WRITE_BATCH:
+                            batch.append(inbox.receive_nowait())
+                    await stdin.send_all(b"".join(batch) if len(batch) > 1 else data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._mark_dead()
         finally:

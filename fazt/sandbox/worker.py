@@ -19,6 +19,7 @@ dropped; other requests in the worker go on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import resource
@@ -40,6 +41,7 @@ from fazt.sandbox._protocol import FrameReader, ProtocolError, encode
 _HERE = Path(__file__).parent
 _LOAD_S = 5.0                # time for the app's top-level module code
 _FAIRNESS_S = 0.02           # run jobs at most this long before looking at the pipe again
+_FLUSH_S = 0.001             # an answer waits at most about this long for others to join it
 MAX_LOG_LINES = 1000         # per request; one more line says the rest was dropped
 MAX_CALLS_IN_FLIGHT = 64     # per request
 
@@ -144,6 +146,8 @@ class Worker:
         self.calls: dict[int, Request] = {}
         self._next_call = 0
         self._load_end = 0.0            # JS belonging to no request may run until here
+        self._outbox: list[bytes] = []  # frames not written yet (see send)
+        self._outbox_since = 0.0
         self.poisoned = False
         host = {"send": self._on_log, "call": self._on_call, "remaining": self._on_remaining,
                 "done": self._on_done}
@@ -211,8 +215,18 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------------
 
     def send(self, header: dict[str, Any], body: bytes = b"") -> None:
-        data = encode(header, body)
-        view = memoryview(data)
+        """Queue a frame; ``flush`` writes the queue. The loop flushes before it waits and
+        every ``_FLUSH_S`` while it runs jobs, so under load one write (one wake-up of the
+        server) carries many answers."""
+        if not self._outbox:
+            self._outbox_since = time.monotonic()
+        self._outbox.append(encode(header, body))
+
+    def flush(self) -> None:
+        if not self._outbox:
+            return
+        view = memoryview(b"".join(self._outbox))
+        self._outbox.clear()
         while view:
             written = os.write(self._out, view)
             view = view[written:]
@@ -352,9 +366,12 @@ class Worker:
                     request, callback, args = self.loop.ready.popleft()
                     if request is not None:   # no job of no request runs after the load
                         self.run_slice(request, callback, *args)
+                    if self._outbox and time.monotonic() - self._outbox_since > _FLUSH_S:
+                        self.flush()
                 timeout: float | None = 0.0
             else:
                 timeout = self._next_expiry()
+            self.flush()
             readable, _, _ = select.select([self._in], [], [], timeout)
             if readable:
                 data = os.read(self._in, 1 << 20)
@@ -404,6 +421,8 @@ def main(argv: list[str]) -> None:
         traceback.print_exc()      # the server logs the worker's stderr
         raise
     finally:
+        with contextlib.suppress(Exception):
+            worker.flush()          # the answers queued before the error
         sys.stdout.flush()
         sys.stderr.flush()
         # PythonMonkey's atexit tear-down can crash the process; nothing is left to clean up.
