@@ -239,14 +239,22 @@ def _cookie_attr(value: Any, name: str) -> str:
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    framed = False
     for name, value in scope["headers"]:
         if name == b"content-length":
+            framed = True
             try:
                 declared = int(value)
             except ValueError:
                 declared = -1
             if declared > limit:
                 raise PayloadTooLarge(f"the request body is over the {limit}-byte limit")
+        elif name == b"transfer-encoding":
+            framed = True
+    if not framed and scope.get("http_version") in ("1.0", "1.1"):
+        # HTTP/1 without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3):
+        # not waiting for the empty body event saves a scheduler round per request.
+        return b""
     chunks: list[bytes] = []
     total = 0
     while True:

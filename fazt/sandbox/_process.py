@@ -111,6 +111,7 @@ class WorkerProcess:
     _next_id: int = 0
     _outbox: trio.MemorySendChannel[bytes] | None = None
     _closing: bool = False
+    _writer_idle: bool = True   # the writer task has nothing queued or being written
     _last_heard: float = 0.0    # trio time of its last frame, or of a request to it while idle
     _silence_watch: bool = False
     _nursery: trio.Nursery | None = None
@@ -379,11 +380,25 @@ class WorkerProcess:
     # -- the pipes --------------------------------------------------------------------------
 
     def _post(self, header: dict[str, Any], body: bytes = b"") -> None:
-        """Queue a frame for the writer task: a caller's cancellation can never cut a frame
-        in half (which would desynchronise the pipe for every request on the worker)."""
+        """Send a frame. It is never awaited, so a caller's cancellation can never cut a
+        frame in half (which would desynchronise the pipe for every request on the worker).
+
+        A worker with nothing else in flight gets the frame written at once (the low-load
+        latency: the writer task would cost two scheduler rounds); otherwise, or for what a
+        full pipe did not take, the frame is queued for the writer task, which joins
+        everything queued into one write."""
         data = encode(header, body)
-        if self._outbox is None or not self.alive:
+        if self._outbox is None or self._closing or not self.alive:
             raise JsCrashed("the JS worker is gone")
+        if self._writer_idle and len(self._pending) <= 1 and self._stdin is not None:
+            try:
+                written = os.write(self._stdin.fileno(), data)  # type: ignore[attr-defined]
+            except OSError:     # full (non-blocking) or broken: the writer task deals with it
+                written = 0
+            if written == len(data):
+                return
+            data = data[written:]
+        self._writer_idle = False       # from now on, frames queue behind this one
         try:
             self._outbox.send_nowait(data)
         except (trio.ClosedResourceError, trio.BrokenResourceError) as exc:
@@ -406,11 +421,13 @@ class WorkerProcess:
                         while len(batch) < _WRITE_BATCH:
                             batch.append(inbox.receive_nowait())
                     await stdin.send_all(b"".join(batch) if len(batch) > 1 else data)
+                    self._writer_idle = inbox.statistics().current_buffer_used == 0
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._mark_dead()
         finally:
             # The outbox is closed (retired) or the worker died: closing its stdin is how a
             # worker is told to exit.
+            self._writer_idle = False
             self._stdin = None
             with trio.CancelScope(shield=True):
                 await stdin.aclose()

@@ -85,18 +85,26 @@ class Watchdog:
         if not cx:
             raise RuntimeError("pythonmonkey has no JSContext")
         self._deadline = float("inf")
+        self._timer_at = float("inf")   # when the deadline timer goes off (inf: not set)
         self.expired = False
         self.out_of_memory = False
         self.orphaned = False
         self._parent_pid = parent_pid
 
         def on_interrupt(_cx: int | None) -> bool:
-            if time.monotonic() >= self._deadline:
+            now = time.monotonic()
+            if self._timer_at <= now:
+                self._timer_at = float("inf")   # it went off: this is (also) its interrupt
+            if now >= self._deadline:
                 self.expired = True
                 return False
             if os.getppid() != self._parent_pid:
                 self.orphaned = True
                 return False
+            if self._timer_at == float("inf") and self._deadline != float("inf"):
+                # It went off early (it was set for an earlier slice, see arm()): set it
+                # for the slice running now.
+                self._set_timer(self._deadline)
             return True
 
         def on_oom(_cx: int | None, _data: int | None) -> None:
@@ -149,16 +157,37 @@ class Watchdog:
             raise OSError(ctypes.get_errno(), "timer_settime failed")
 
     def arm(self, deadline: float) -> None:
-        """Terminate JS still running at ``deadline`` (time.monotonic seconds)."""
+        """Terminate JS still running at ``deadline`` (time.monotonic seconds).
+
+        The timer is set only when it would go off *after* ``deadline``. One that goes off
+        earlier (it was set for an earlier slice, or went off already with its interrupt
+        pending) makes the interrupt callback run in this slice, and the callback sets it
+        for this slice's deadline. Slices of one request share a deadline, and later
+        requests have later ones: most slices make no system call (two per slice were the
+        larger part of a small request's cost in the worker)."""
         self._deadline = deadline
         self.expired = False
-        # CLOCK_MONOTONIC is the clock time.monotonic() reads on Linux.
-        deadline = max(deadline, 1e-9)
-        self._spec.it_value.tv_sec = int(deadline)
-        self._spec.it_value.tv_nsec = int((deadline - int(deadline)) * 1e9)
-        if self._libc.timer_settime(self._timer, _TIMER_ABSTIME, ctypes.byref(self._spec), None):
+        if self._timer_at > deadline and not self._set_timer(deadline):
             raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 
     def disarm(self) -> None:
+        """The slice ended. The timer stays set: going off between slices costs one callback
+        at the next slice's first interrupt check."""
         self._deadline = float("inf")
-        self._libc.timer_settime(self._timer, 0, ctypes.byref(self._zero), None)
+
+    def _set_timer(self, at: float) -> bool:
+        """Set the deadline timer to go off at ``at``; ``inf`` stops it. Never raises (it
+        runs inside the interrupt callback): a failure leaves the timer as it was, which
+        at worst goes off early and is set again."""
+        if at == float("inf"):
+            spec = self._zero
+        else:
+            # CLOCK_MONOTONIC is the clock time.monotonic() reads on Linux.
+            at = max(at, 1e-9)
+            self._spec.it_value.tv_sec = int(at)
+            self._spec.it_value.tv_nsec = int((at - int(at)) * 1e9)
+            spec = self._spec
+        if self._libc.timer_settime(self._timer, _TIMER_ABSTIME, ctypes.byref(spec), None):
+            return False
+        self._timer_at = at
+        return True

@@ -110,6 +110,30 @@ async def test_runaway_cpu_is_stopped_at_the_deadline_and_the_worker_reused(
         assert sandbox.sandbox.counters.timeouts == number, kind
 
 
+async def test_a_runaway_slice_is_stopped_at_its_own_deadline_after_shorter_ones(
+        sandbox: SandboxHarness) -> None:
+    # The watchdog's timer is set again only when a slice's deadline is earlier than the
+    # timer's: after a request with a short budget it still goes off at that request's
+    # deadline, during a later runaway slice whose deadline is later. Then it must be set
+    # again for that slice's deadline: neither stop the slice early nor let it run on.
+    files = app("module.exports = async (req) => { if (req.path === '/api/spin') "
+                "{ while (true) {} } return 'ok'; };")
+    assert (await sandbox.run("a", files)).response["body"] == "ok"     # a started worker
+    # (The worker's once-a-second parent check also interrupts JS, and would stop a slice
+    # whose timer was not set again up to a second late: hence the tight bound, twice each.)
+    for idle_s in (0.0, 0.7, 0.0, 0.7):
+        assert (await sandbox.run("a", files, request_s=0.5)).response["body"] == "ok"
+        # With idle_s, the timer goes off while no JS runs (between slices).
+        await trio.sleep(idle_s)
+        started = trio.current_time()
+        with pytest.raises(BudgetExceeded):
+            await sandbox.run("a", files, request=request_body("/api/spin"), request_s=1.5)
+        elapsed = trio.current_time() - started
+        # The JS deadline is 1.5 s minus the respond reserve (0.1 s).
+        assert 1.35 <= elapsed < 1.4 + 0.2, (idle_s, elapsed)
+    assert sandbox.sandbox.counters.kills == 0
+
+
 async def test_endless_recursion_is_a_js_error(sandbox: SandboxHarness) -> None:
     files = app("const f = (n) => f(n + 1) + 1;\n"
                 "module.exports = async (req) => req.path === '/api/bad' ? f(0) : 'ok';")
