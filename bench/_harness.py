@@ -392,19 +392,23 @@ def children_cpu_seconds() -> float:
 
 def measure(wrk_bin: str, server: Server, *, scenario: str, url_path: str, host_header: str,
             round_no: int, duration_s: int, warmup_s: int, connections: int, pin: bool,
-            diagnose: Callable[[Server], str] | None = None, allow_errors: bool = False) -> Run:
+            diagnose: Callable[[Server], str] | None = None, allow_errors: bool = False,
+            off_cpu_seconds: Callable[[], float] | None = None) -> Run:
     """One warm-up and one measured wrk run against ``server``; fails on any error response
     (socket error or non-2xx/3xx), unless ``allow_errors``: then they are counted in the Run.
 
     ``diagnose`` adds text (an app's log, say) to the error when the run had errors.
+    ``off_cpu_seconds`` (pinned only): CPU seconds of those of the server's processes that
+    were moved off the server's CPU, left out of that CPU's "other" load.
     """
     url = server.url(url_path)
     if warmup_s > 0:
         wrk(wrk_bin, url, host_header=host_header, duration_s=warmup_s,
             connections=connections, pin=pin)
     cpu = None if not pin else SERVER_CPU
+    moved = off_cpu_seconds or (lambda: 0.0)
     before = (server.cpu_seconds(), busy_seconds(cpu), children_cpu_seconds(), time.monotonic(),
-              server.leader_cpu_seconds())
+              server.leader_cpu_seconds(), moved())
     output = wrk(wrk_bin, url, host_header=host_header, duration_s=duration_s,
                  connections=connections, pin=pin)
     wall = time.monotonic() - before[3]
@@ -413,7 +417,8 @@ def measure(wrk_bin: str, server: Server, *, scenario: str, url_path: str, host_
     leader_cpu_s = server.leader_cpu_seconds() - before[4]
     wrk_cores = (children_cpu_seconds() - before[2]) / wall
     busy = (busy_seconds(cpu) - before[1]) / wall
-    other = max(0.0, busy - server_cores - (0.0 if pin else wrk_cores))
+    moved_cores = (moved() - before[5]) / wall
+    other = max(0.0, busy - (server_cores - moved_cores) - (0.0 if pin else wrk_cores))
     result = parse_wrk(output)
     socket_errors = sum(result.socket_errors.values())
     errors = bool(socket_errors or result.non_2xx_3xx)
