@@ -204,24 +204,26 @@ class Sandbox:
         # Requests wait their turn: while others are parked, a newcomer queues behind them
         # even if a slot is free (it is the one a parked request has just been woken for).
         queued = bool(pool.lot)
-        with trio.move_on_at(budget.deadline - budget.policy.respond_reserve_s):
-            while True:
-                if self._pools.get(pool.app) is not pool:
-                    return None
-                if pool.load_error is not None:
-                    if time.monotonic() - pool.load_failed_at < LOAD_RETRY_S:
-                        raise JsError(pool.load_error.message)
-                    pool.load_error = None     # try again: the failure may have been load
-                worker = pool.pick(settings.worker_concurrency)
-                live = sum(1 for w in pool.workers if w.state is State.READY)
-                if live + pool.starting < settings.workers_per_app and \
-                        (worker is None or worker.in_flight > 0):
-                    self._start_worker(pool, needed=worker is None)
-                if worker is not None and not queued:
-                    return worker
-                queued = False
+        deadline = budget.deadline - budget.policy.respond_reserve_s
+        while True:
+            if self._pools.get(pool.app) is not pool:
+                return None
+            if pool.load_error is not None:
+                if time.monotonic() - pool.load_failed_at < LOAD_RETRY_S:
+                    raise JsError(pool.load_error.message)
+                pool.load_error = None     # try again: the failure may have been load
+            worker = pool.pick(settings.worker_concurrency)
+            live = sum(1 for w in pool.workers if w.state is State.READY)
+            if live + pool.starting < settings.workers_per_app and \
+                    (worker is None or worker.in_flight > 0):
+                self._start_worker(pool, needed=worker is None)
+            if worker is not None and not queued:
+                return worker
+            queued = False
+            with trio.move_on_at(deadline):     # only a request that waits needs a scope
                 await pool.lot.park()
-        raise BudgetExceeded("no JS worker became free in time", phase=Phase.JS.value)
+                continue
+            raise BudgetExceeded("no JS worker became free in time", phase=Phase.JS.value)
 
     def _release(self, pool: AppPool, worker: WorkerProcess) -> None:
         pool.last_used = time.monotonic()

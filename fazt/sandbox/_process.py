@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ _MAX_STDERR_LINES = 200     # per worker, into the server log
 _PHASE_TIMEOUTS = {f"{phase.value}_timeout": phase.value for phase in Phase}
 _STDERR_DRAIN_S = 0.5       # after a worker died: wait this long for its last stderr lines
 _WRITE_BATCH = 64           # frames joined into one pipe write at most
-_QUIET_S = 0.05             # an answer slower than this is "slow" (run's on_slow)
+_QUIET_S = 0.05             # a request unanswered for this long is slow (run's on_slow)
 # SpiderMonkey aborts the process on an out-of-memory it cannot report to JS (an allocation
 # during a GC), and PythonMonkey's C++ on a failed `new`; each says so on stderr just before.
 # Such a death is an out-of-memory, not a crash.
@@ -88,9 +89,53 @@ class JsOutcome:
 class _Pending:
     id: int
     request_id: str
-    send: trio.MemorySendChannel[tuple[dict[str, Any], bytes]]
-    receive: trio.MemoryReceiveChannel[tuple[dict[str, Any], bytes]]
+    on_slow: Callable[[], None]
+    started: float                  # trio time
     slice_s: float = 0.0
+    slow: bool = False              # on_slow was called
+    inbox: _Mailbox = field(default_factory=lambda: _Mailbox())
+
+
+Frame = tuple[dict[str, Any], bytes]
+
+
+class _Mailbox:
+    """The frames for one request: the reader task puts, the request's task gets. (A trio
+    memory channel per request did the same at about twice the cost, on every request.)"""
+
+    __slots__ = ("_closed", "_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Frame] = deque()
+        self._waiter: trio.lowlevel.Task | None = None
+        self._closed = False
+
+    def put(self, item: Frame) -> None:
+        self._items.append(item)
+        self._wake()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            task, self._waiter = self._waiter, None
+            trio.lowlevel.reschedule(task)
+
+    async def get(self) -> Frame:
+        """The next frame; raises trio.EndOfChannel once closed and empty."""
+        if not self._items and not self._closed:
+            self._waiter = trio.lowlevel.current_task()
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                self._waiter = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        if self._items:
+            return self._items.popleft()
+        raise trio.EndOfChannel
 
 
 @dataclass(eq=False)
@@ -112,6 +157,7 @@ class WorkerProcess:
     _outbox: trio.MemorySendChannel[bytes] | None = None
     _closing: bool = False
     _writer_idle: bool = True   # the writer task has nothing queued or being written
+    _busy: trio.Event = field(default_factory=trio.Event)  # set: requests are in flight
     _last_heard: float = 0.0    # trio time of its last frame, or of a request to it while idle
     _silence_watch: bool = False
     _nursery: trio.Nursery | None = None
@@ -156,6 +202,7 @@ class WorkerProcess:
         nursery.start_soon(worker._read_frames)
         nursery.start_soon(worker._read_stderr)
         nursery.start_soon(worker._reap)
+        nursery.start_soon(worker._notice_slow)
         return worker
 
     async def wait_ready(self, timeout_s: float) -> None:
@@ -218,20 +265,21 @@ class WorkerProcess:
                   kill_grace_s: float, on_slow: Callable[[], None] = _nothing) -> JsOutcome:
         """Run the handler for one request. Raises BudgetExceeded(js), JsError, JsMemory,
         JsCrashed; cancellation of the caller cancels the request in the worker.
-        ``on_slow`` is called when the answer takes a while (see ``_answer``)."""
+        ``on_slow`` is called once the answer takes a while (see ``_notice_slow``)."""
         if self.state is not State.READY:
             raise JsCrashed("the JS worker is not taking requests")
         self._next_id += 1
-        send, receive = trio.open_memory_channel[tuple[dict[str, Any], bytes]](math.inf)
-        pending = _Pending(id=self._next_id, request_id=request.request_id, send=send,
-                           receive=receive, slice_s=budget.policy.js_cap_s)
         # JS may use everything but the respond reserve; one slice is capped in the worker.
         js_deadline = budget.deadline - budget.policy.respond_reserve_s
         now = trio.current_time()
         if js_deadline - now < budget.policy.min_op_s:
             raise BudgetExceeded("no time left to run the handler", phase=Phase.JS.value)
-        if not self._pending and not self._silence_watch:
-            self._last_heard = now      # idle until now: its silence starts here
+        pending = _Pending(id=self._next_id, request_id=request.request_id, on_slow=on_slow,
+                           started=now, slice_s=budget.policy.js_cap_s)
+        if not self._pending:
+            self._busy.set()            # _notice_slow starts looking
+            if not self._silence_watch:
+                self._last_heard = now  # idle until now: its silence starts here
         self._pending[pending.id] = pending
         self.served += 1
         answer = None
@@ -245,7 +293,7 @@ class WorkerProcess:
                 self._post({"t": "req", "id": pending.id, "end_at": mono + js_deadline,
                             "budget_at": mono + budget.deadline,
                             "slice_ms": round(budget.policy.js_cap_s * 1000, 3)}, request.body)
-                answer = await self._answer(pending, budget, capabilities, on_slow)
+                answer = await self._answer(pending, budget, capabilities)
             if wait.cancelled_caught:
                 # This request is over. Is the worker stuck, or only busy with another
                 # request's slice (it reads this request's frame only once that slice ends)?
@@ -268,29 +316,24 @@ class WorkerProcess:
             if self.state is State.RETIRING and not self._pending:  # type: ignore[comparison-overlap]
                 self._close_outbox()
 
-    async def _answer(self, pending: _Pending, budget: Budget, capabilities: CapabilityHost,
-                      on_slow: Callable[[], None]) -> tuple[dict[str, Any], bytes] | None:
-        """The worker's answer to ``pending``, or None if the worker died first.
-
-        Most requests are answered within ``_QUIET_S`` and make no capability call: they
-        cost no task of their own. Once the answer is slow or the first call comes,
-        ``on_slow()`` is called (the HTTP layer starts watching for the client going away)
-        and the calls run in a nursery inside the request's scope."""
-        first = None
-        with trio.move_on_after(_QUIET_S):
-            try:
-                first = await pending.receive.receive()
-            except trio.EndOfChannel:
-                return None
-        if first is not None and first[0]["t"] != "call":
+    async def _answer(self, pending: _Pending, budget: Budget,
+                      capabilities: CapabilityHost) -> Frame | None:
+        """The worker's answer to ``pending``, or None if the worker died first. Capability
+        calls the handler makes meanwhile run in a nursery inside the request's scope, which
+        exists only once the first call comes: most requests cost no task of their own."""
+        try:
+            first = await pending.inbox.get()
+        except trio.EndOfChannel:
+            return None
+        if first[0]["t"] != "call":
             return first
-        on_slow()
+        self._notice(pending)           # a request that makes calls is slow enough
         async with trio.open_nursery() as calls:
-            item = first
+            item: Frame | None = first
             while True:
                 if item is None:
                     try:
-                        item = await pending.receive.receive()
+                        item = await pending.inbox.get()
                     except trio.EndOfChannel:
                         calls.cancel_scope.cancel(reason="the worker died")
                         return None
@@ -301,6 +344,31 @@ class WorkerProcess:
                     continue
                 calls.cancel_scope.cancel(reason="request finished")
                 return header, body
+
+    async def _notice_slow(self) -> None:
+        """Call ``on_slow`` for each request still unanswered after ``_QUIET_S`` (the HTTP
+        layer then watches for its client going away). One task per worker that looks
+        twice per ``_QUIET_S`` while requests are in flight, instead of a timer per
+        request."""
+        while self.state is not State.DEAD:
+            if not self._pending:
+                self._busy = trio.Event()
+                await self._busy.wait()     # set by run(), and by _mark_dead
+                continue
+            await trio.sleep(_QUIET_S / 2)
+            horizon = trio.current_time() - _QUIET_S
+            for pending in list(self._pending.values()):
+                if pending.started <= horizon:
+                    self._notice(pending)
+
+    @staticmethod
+    def _notice(pending: _Pending) -> None:
+        if not pending.slow:
+            pending.slow = True
+            try:
+                pending.on_slow()
+            except Exception:   # the caller's hook must not stop the worker
+                log.exception("on_slow hook of request %s failed", pending.request_id)
 
     def _kill_if_silent(self, limit_s: float) -> None:
         """A request ran out without an answer: kill the worker if it has been silent for
@@ -466,7 +534,7 @@ class WorkerProcess:
                 self._poison()
             pending = self._pending.get(header["rid"] if kind == "call" else header["id"])
             if pending is not None:
-                pending.send.send_nowait((header, body))
+                pending.inbox.put((header, body))
         elif kind == "ready":
             self.state = State.SPARE
             self._ready.set()
@@ -543,5 +611,6 @@ class WorkerProcess:
         self._ready.set()
         self._loaded.set()
         for pending in self._pending.values():
-            pending.send.close()
+            pending.inbox.close()
+        self._busy.set()                # _notice_slow ends
         self._close_outbox()
