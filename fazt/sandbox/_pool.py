@@ -88,6 +88,12 @@ class AppPool:
     starting: int = 0
     last_used: float = field(default_factory=time.monotonic)
     lot: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
+    waking: int = 0         # requests woken from the lot that have not run yet
+
+    def wake(self, *, everyone: bool = False) -> None:
+        """Wake the longest-parked request (``everyone``: all of them, to look again)."""
+        woken = self.lot.unpark_all() if everyone else self.lot.unpark()
+        self.waking += len(woken)
     code_lock: trio.Lock = field(default_factory=trio.Lock)
 
     @property
@@ -201,9 +207,10 @@ class Sandbox:
         """A worker of ``pool`` with room for one more request; None when the pool stopped
         being the app's current one (redeployed, evicted) while we waited."""
         settings = self.settings
-        # Requests wait their turn: while others are parked, a newcomer queues behind them
-        # even if a slot is free (it is the one a parked request has just been woken for).
-        queued = bool(pool.lot)
+        # Requests wait their turn: while others are parked or woken but not yet running, a
+        # newcomer queues behind them even if a slot is free (it is the one a woken request
+        # is about to take).
+        queued = bool(pool.lot) or pool.waking > 0
         deadline = budget.deadline - budget.policy.respond_reserve_s
         while True:
             if self._pools.get(pool.app) is not pool:
@@ -222,6 +229,7 @@ class Sandbox:
             queued = False
             with trio.move_on_at(deadline):     # only a request that waits needs a scope
                 await pool.lot.park()
+                pool.waking -= 1    # woken (a cancelled park was never counted as woken)
                 continue
             raise BudgetExceeded("no JS worker became free in time", phase=Phase.JS.value)
 
@@ -232,7 +240,7 @@ class Sandbox:
             self._retire(worker)
         # One slot came free: wake one waiter, the longest parked (a wake-up for everyone
         # made every completion cost O(waiters) under load).
-        pool.lot.unpark()
+        pool.wake()
 
     def _start_worker(self, pool: AppPool, *, needed: bool) -> None:
         assert pool.code is not None
@@ -289,7 +297,7 @@ class Sandbox:
                 self._retire(worker)       # the deploy was replaced while this one loaded
         finally:
             pool.starting -= 1
-            pool.lot.unpark_all()
+            pool.wake(everyone=True)
 
     async def _forget_on_exit(self, worker: WorkerProcess) -> None:
         await worker.wait_exited()
@@ -304,9 +312,9 @@ class Sandbox:
         if worker in pool.workers:
             pool.workers.remove(worker)
         self._release_mb(memory)
-        pool.lot.unpark_all()
+        pool.wake(everyone=True)
         for waiting in self._pools.values():    # requests waiting for memory to come back
-            waiting.lot.unpark_all()
+            waiting.wake(everyone=True)
         self._refill.set()
 
     def _retire(self, worker: WorkerProcess) -> None:
@@ -326,7 +334,7 @@ class Sandbox:
     def _retire_pool(self, pool: AppPool) -> None:
         for worker in pool.workers:
             self._retire(worker)
-        pool.lot.unpark_all()
+        pool.wake(everyone=True)
 
     # -- spares and memory ------------------------------------------------------------------
 

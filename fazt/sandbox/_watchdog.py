@@ -159,15 +159,18 @@ class Watchdog:
     def arm(self, deadline: float) -> None:
         """Terminate JS still running at ``deadline`` (time.monotonic seconds).
 
-        The timer is set only when it would go off *after* ``deadline``. One that goes off
-        earlier (it was set for an earlier slice, or went off already with its interrupt
-        pending) makes the interrupt callback run in this slice, and the callback sets it
-        for this slice's deadline. Slices of one request share a deadline, and later
-        requests have later ones: most slices make no system call (two per slice were the
-        larger part of a small request's cost in the worker)."""
+        The timer is set only when it is not set to go off between now and ``deadline``.
+        One that goes off earlier (it was set for an earlier slice) makes the interrupt
+        callback run in this slice, and the callback sets it for this slice's deadline.
+        Slices of one request share a deadline, and later requests have later ones: most
+        slices make no system call (two per slice were the larger part of a small request's
+        cost in the worker)."""
         self._deadline = deadline
         self.expired = False
-        if self._timer_at > deadline and not self._set_timer(deadline):
+        # Kept only if it is still to go off, and no later than this deadline: one that went
+        # off already is set again (its interrupt may have been taken by another callback).
+        if not time.monotonic() < self._timer_at <= deadline and \
+                not self._set_timer(deadline):
             raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 
     def disarm(self) -> None:
@@ -177,8 +180,9 @@ class Watchdog:
 
     def _set_timer(self, at: float) -> bool:
         """Set the deadline timer to go off at ``at``; ``inf`` stops it. Never raises (it
-        runs inside the interrupt callback): a failure leaves the timer as it was, which
-        at worst goes off early and is set again."""
+        runs inside the interrupt callback); False if the system call failed. (In the
+        callback, that leaves the running slice to the once-a-second parent check: up to a
+        second late. ``timer_settime`` fails only for invalid arguments.)"""
         if at == float("inf"):
             spec = self._zero
         else:

@@ -41,7 +41,6 @@ from fazt.sandbox._protocol import FrameReader, ProtocolError, encode
 _HERE = Path(__file__).parent
 _LOAD_S = 5.0                # time for the app's top-level module code
 _FAIRNESS_S = 0.02           # run jobs at most this long before looking at the pipe again
-_FLUSH_S = 0.001             # an answer waits at most about this long for others to join it
 MAX_LOG_LINES = 1000         # per request; one more line says the rest was dropped
 MAX_CALLS_IN_FLIGHT = 64     # per request
 
@@ -147,7 +146,6 @@ class Worker:
         self._next_call = 0
         self._load_end = 0.0            # JS belonging to no request may run until here
         self._outbox: list[bytes] = []  # frames not written yet (see send)
-        self._outbox_since = 0.0
         self.poisoned = False
         host = {"send": self._on_log, "call": self._on_call, "remaining": self._on_remaining,
                 "done": self._on_done}
@@ -175,11 +173,11 @@ class Worker:
                 if request.log_lines == MAX_LOG_LINES + 1:
                     self.send({"t": "log", "rid": request.id, "level": "warn"},
                               f"log limit of {MAX_LOG_LINES} lines per request reached; "
-                              "further lines dropped".encode())
+                              "further lines dropped".encode(), now=True)
                 return
         rid = request.id if request is not None else None
         self.send({"t": "log", "rid": rid, "level": level},
-                  line.encode("utf-8", "replace"))
+                  line.encode("utf-8", "replace"), now=True)
 
     @_host_function('{"code": "internal", "message": "capability call failed"}')
     def _on_call(self, text: str) -> float | str:
@@ -194,7 +192,7 @@ class Worker:
         cid = self._next_call
         request.calls.add(cid)
         self.calls[cid] = request
-        self.send({"t": "call", "rid": request.id, "cid": cid}, str(text).encode())
+        self.send({"t": "call", "rid": request.id, "cid": cid}, str(text).encode(), now=True)
         return cid
 
     @_host_function(0.0)
@@ -214,13 +212,13 @@ class Worker:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
-        """Queue a frame; ``flush`` writes the queue. The loop flushes before it waits and
-        every ``_FLUSH_S`` while it runs jobs, so under load one write (one wake-up of the
-        server) carries many answers."""
-        if not self._outbox:
-            self._outbox_since = time.monotonic()
+    def send(self, header: dict[str, Any], body: bytes = b"", *, now: bool = False) -> None:
+        """Queue a frame; ``flush`` writes the queue: before the next slice of JS starts (a
+        slice may run for seconds: nothing may wait through one), before the loop waits, and
+        at once with ``now`` (log lines and capability calls, sent mid-slice)."""
         self._outbox.append(encode(header, body))
+        if now:
+            self.flush()
 
     def flush(self) -> None:
         if not self._outbox:
@@ -246,6 +244,7 @@ class Worker:
         """Run one piece of JS charged to ``request`` under the watchdog."""
         if request is not None and request.finished:
             return                      # a timed-out or cancelled request: drop its jobs
+        self.flush()
         started = time.monotonic()
         # A slice ends at its own request's limits, and never runs past the deadline of any
         # other request waiting in this worker: that one must be answered on time (or the
@@ -366,8 +365,6 @@ class Worker:
                     request, callback, args = self.loop.ready.popleft()
                     if request is not None:   # no job of no request runs after the load
                         self.run_slice(request, callback, *args)
-                    if self._outbox and time.monotonic() - self._outbox_since > _FLUSH_S:
-                        self.flush()
                 timeout: float | None = 0.0
             else:
                 timeout = self._next_expiry()

@@ -19,9 +19,11 @@ from fazt.sandbox import AppCode, JsOutcome, JsRequest, Sandbox, SandboxSettings
 @dataclass
 class LogLines:
     lines: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    at: list[float] = field(default_factory=list)   # trio time each line arrived
 
     def __call__(self, app: str, level: str, message: str, request_id: str | None) -> None:
         self.lines.append((app, level, message, request_id))
+        self.at.append(trio.current_time())
 
     def messages(self, app: str | None = None) -> list[str]:
         return [m for a, _, m, _ in self.lines if app is None or a == app]

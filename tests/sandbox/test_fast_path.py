@@ -16,6 +16,7 @@ import trio.testing
 
 from fazt.budget import BudgetPolicy
 from fazt.capabilities import Capabilities
+from fazt.errors import FaztError
 from fazt.http._api import ApiGateway, ApiLimits
 from tests.sandbox.conftest import (
     SandboxHarness,
@@ -45,6 +46,40 @@ async def test_queued_requests_are_served_in_arrival_order() -> None:
                 await trio.testing.wait_all_tasks_blocked()
         # One slot: the order they were let in is the order they finished in.
         assert finished == list(range(12))
+
+
+async def test_a_newcomer_does_not_take_the_slot_a_woken_request_is_about_to_take() -> None:
+    # The newcomer arrives in the same scheduler round as the freed slot's wake-up, before
+    # the woken request has run (it is no longer parked, but it is next).
+    spin = ("module.exports = async (req) => { const end = Date.now() + "
+            "Number(req.path.slice(5)); while (Date.now() < end) {} return req.path; };")
+    files = app(spin)
+    async with running(workers_per_app=1, worker_concurrency=1) as harness:
+        await harness.run("a", files, request=request_body("/api/0"))
+        for _ in range(10):
+            order: list[str] = []
+            first_done = trio.Event()
+
+            async def first(done: trio.Event) -> None:
+                await harness.run("a", files, request=request_body("/api/60"))
+                done.set()
+
+            async def parked(order: list[str]) -> None:
+                await harness.run("a", files, request=request_body("/api/1"))
+                order.append("parked")
+
+            async def newcomer(order: list[str], first_done: trio.Event) -> None:
+                await first_done.wait()
+                await harness.run("a", files, request=request_body("/api/1"))
+                order.append("newcomer")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(first, first_done)
+                await wait_for(lambda: in_flight(harness, "a") == 1)
+                nursery.start_soon(parked, order)   # parks: the only slot is busy
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(newcomer, order, first_done)
+            assert order == ["parked", "newcomer"]
 
 
 async def test_many_more_requests_than_slots_all_complete() -> None:
@@ -172,3 +207,45 @@ async def test_a_request_with_a_body_is_still_read(sandbox: SandboxHarness) -> N
         await gateway.serve(_scope("POST", headers), receive, send, site=_site(),
                             request_id="r1", common=[])
         assert sent[1]["body"] == b'{"got":"hello"}', headers
+
+
+async def test_an_answer_never_waits_through_another_requests_slice() -> None:
+    # The worker queues its answers to write several at once: never across a slice of JS,
+    # which may run for up to js_cap_s. Here C's answer would otherwise wait through A's
+    # 0.8 s slice, the server would hear nothing for longer than any slice may run (when
+    # E times out, it checks), and it would kill a healthy worker with C and A on it.
+    spin = ("module.exports = async (req) => { const end = Date.now() + "
+            "Number(req.path.slice(5)); while (Date.now() < end) {} return req.path; };")
+    files = app(spin)
+    slow = BudgetPolicy(request_s=5, js_cap_s=1)
+    async with running(workers_per_app=1, worker_concurrency=8, kill_grace_s=0.5) as harness:
+        await harness.run("a", files, request=request_body("/api/0"))
+        outcomes: dict[str, Any] = {}
+
+        async def one(path: str, policy: BudgetPolicy) -> None:
+            try:
+                outcomes[path] = (await harness.run("a", files, request=request_body(path),
+                                                    policy=policy)).response["body"]
+            except FaztError as exc:
+                outcomes[path] = exc.code
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one, "/api/800", slow)                      # C
+            await wait_for(lambda: in_flight(harness, "a") == 1)
+            nursery.start_soon(one, "/api/0", BudgetPolicy(request_s=0.4, js_cap_s=0.3))
+            nursery.start_soon(one, "/api/801", slow)                      # A
+        assert outcomes == {"/api/800": "/api/800", "/api/0": "js_timeout",
+                            "/api/801": "/api/801"}
+        assert harness.sandbox.counters.kills == 0
+
+
+async def test_a_log_line_is_sent_while_its_slice_still_runs() -> None:
+    files = app("module.exports = async (req) => { console.log('before the spin'); "
+                "const end = Date.now() + 1000; while (Date.now() < end) {} return 'ok'; };")
+    async with running(workers_per_app=1) as harness:
+        await harness.run("a", files)
+        started = trio.current_time()
+        assert (await harness.run("a", files)).response["body"] == "ok"
+        # The line reached the server long before the 1 s slice that logged it ended.
+        assert harness.logs.messages("a")[-1] == "before the spin"
+        assert harness.logs.at[-1] - started < 0.5
