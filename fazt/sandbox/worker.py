@@ -242,10 +242,13 @@ class Worker:
 
     def run_slice(self, request: Request | None, fn: Callable[..., Any], *args: Any) -> None:
         """Run one piece of JS charged to ``request`` under the watchdog."""
+        started = time.monotonic()
+        # Requests already past their end (they waited in the pipe behind a long slice) are
+        # answered now: their deadlines must not cut this slice short.
+        self._expire(started)
         if request is not None and request.finished:
             return                      # a timed-out or cancelled request: drop its jobs
         self.flush()
-        started = time.monotonic()
         # A slice ends at its own request's limits, and never runs past the deadline of any
         # other request waiting in this worker: that one must be answered on time (or the
         # server kills the worker, and every request on it).
@@ -383,8 +386,8 @@ class Worker:
             return None
         return max(0.0, min(r.end for r in self.requests.values()) - time.monotonic())
 
-    def _expire(self) -> None:
-        now = time.monotonic()
+    def _expire(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         for request in [r for r in self.requests.values() if r.end <= now]:
             self._finish(request, {"t": "fail", "id": request.id, "code": "js_timeout"})
 

@@ -214,6 +214,8 @@ async def test_an_answer_never_waits_through_another_requests_slice() -> None:
     # which may run for up to js_cap_s. Here C's answer would otherwise wait through A's
     # 0.8 s slice, the server would hear nothing for longer than any slice may run (when
     # E times out, it checks), and it would kill a healthy worker with C and A on it.
+    # E and A reach the worker together, after C's slice, with E already past its deadline:
+    # E must not cut A's slice short either (A's deadline was min'd with E's).
     spin = ("module.exports = async (req) => { const end = Date.now() + "
             "Number(req.path.slice(5)); while (Date.now() < end) {} return req.path; };")
     files = app(spin)
