@@ -221,7 +221,9 @@ class Sandbox:
                 pool.load_error = None     # try again: the failure may have been load
             worker = pool.pick(settings.worker_concurrency)
             live = sum(1 for w in pool.workers if w.state is State.READY)
-            if live + pool.starting < settings.workers_per_app and \
+            # One worker starts at a time: a waiter woken for another reason while one is
+            # on its way must not start a second for the same demand.
+            if pool.starting == 0 and live < settings.workers_per_app and \
                     (worker is None or worker.in_flight > 0):
                 self._start_worker(pool, needed=worker is None)
             if worker is not None and not queued:

@@ -82,6 +82,21 @@ async def test_a_newcomer_does_not_take_the_slot_a_woken_request_is_about_to_tak
             assert order == ["parked", "newcomer"]
 
 
+async def test_a_waiter_woken_while_its_worker_starts_does_not_start_another() -> None:
+    # Waiters are woken for many reasons (another worker of the app exited, say); one that
+    # wakes while the worker it asked for is still starting must not ask for a second.
+    async with running(workers_per_app=2, spares=0) as harness:
+        box = harness.sandbox
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(harness.run, "a", app("module.exports = () => 'ok';"))
+            await wait_for(lambda: "a" in box._pools and box._pools["a"].starting == 1)
+            for _ in range(3):
+                box._pools["a"].wake(everyone=True)
+                await trio.testing.wait_all_tasks_blocked()
+                assert box._pools["a"].starting == 1
+        assert len(box.stats()["pools"]["a"]["workers"]) == 1
+
+
 async def test_many_more_requests_than_slots_all_complete() -> None:
     # One waiter is woken per freed slot: none may be lost (every request would then wait
     # for its budget to run out).
