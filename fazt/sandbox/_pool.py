@@ -89,12 +89,16 @@ class AppPool:
     last_used: float = field(default_factory=time.monotonic)
     lot: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
     waking: int = 0         # requests woken from the lot that have not run yet
+    code_lock: trio.Lock = field(default_factory=trio.Lock)
 
     def wake(self, *, everyone: bool = False) -> None:
         """Wake the longest-parked request (``everyone``: all of them, to look again)."""
         woken = self.lot.unpark_all() if everyone else self.lot.unpark()
         self.waking += len(woken)
-    code_lock: trio.Lock = field(default_factory=trio.Lock)
+
+    def free_slots(self, concurrency: int) -> int:
+        return sum(concurrency - w.in_flight for w in self.workers
+                   if w.state is State.READY and w.in_flight < concurrency)
 
     @property
     def in_flight(self) -> int:
@@ -227,6 +231,10 @@ class Sandbox:
                     (worker is None or worker.in_flight > 0):
                 self._start_worker(pool, needed=worker is None)
             if worker is not None and not queued:
+                if pool.lot and pool.free_slots(settings.worker_concurrency) - 1 > pool.waking:
+                    # Room for more than this one and the requests already woken (newcomers
+                    # queued behind them while they were about to run): the next in line.
+                    pool.wake()
                 return worker
             queued = False
             with trio.move_on_at(deadline):     # only a request that waits needs a scope

@@ -97,6 +97,42 @@ async def test_a_waiter_woken_while_its_worker_starts_does_not_start_another() -
         assert len(box.stats()["pools"]["a"]["workers"]) == 1
 
 
+async def test_a_woken_request_wakes_the_next_while_slots_are_free() -> None:
+    # Newcomers that queued behind a woken request (see above) while more slots were free
+    # than requests woken must not wait for a later release: each woken request that finds
+    # room beyond its own slot wakes the next in line, so all three run at once here.
+    files = app("module.exports = async (req, caps) => "
+                "req.path === '/api/warm' ? 'ok' : (await caps.t.hold(), req.path);")
+    release = trio.Event()
+
+    async def hold(cap: str, method: str, args: list[Any], budget: Any) -> None:
+        await release.wait()
+
+    async with running(workers_per_app=1, worker_concurrency=4) as harness:
+        async def one(path: str) -> Any:
+            return await harness.run("a", files, request=request_body(path), request_s=5,
+                                     granted={"t": ["hold"]}, capabilities=hold)
+
+        await one("/api/warm")
+        pool = harness.sandbox._pools["a"]
+        pool.waking = 1             # as if a request had just been woken for a freed slot
+        done: list[str] = []
+
+        async def held(path: str) -> None:
+            done.append((await one(path)).response["body"])
+
+        async with trio.open_nursery() as nursery:
+            for path in ("/api/1", "/api/2", "/api/3"):
+                nursery.start_soon(held, path)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(pool.lot) == 3 and in_flight(harness, "a") == 0   # queued behind it
+            pool.waking = 0
+            pool.wake()             # the slot's release wakes the first; it wakes the rest
+            await wait_for(lambda: in_flight(harness, "a") == 3)
+            release.set()
+        assert sorted(done) == ["/api/1", "/api/2", "/api/3"]
+
+
 async def test_many_more_requests_than_slots_all_complete() -> None:
     # One waiter is woken per freed slot: none may be lost (every request would then wait
     # for its budget to run out).
