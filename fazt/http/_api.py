@@ -25,7 +25,7 @@ from fazt.budget import Budget, BudgetPolicy
 from fazt.capabilities import Capabilities
 from fazt.errors import InvalidJson, JsError, NotFound, PayloadTooLarge
 from fazt.hosting import Hosting, Site
-from fazt.http._responses import Headers, Receive, Scope, Send
+from fazt.http._responses import Headers, Receive, Scope, Send, cancel_on_disconnect
 from fazt.sandbox import AppCode, JsRequest, LogSink, Sandbox
 
 log = logging.getLogger("fazt.http")
@@ -85,7 +85,7 @@ class ApiGateway:
                     nonlocal watching
                     if not watching:
                         watching = True
-                        nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+                        nursery.start_soon(cancel_on_disconnect, receive, nursery.cancel_scope)
 
                 outcome = await self._sandbox.handle(
                     app=site.app, deploy_id=site.deploy_id, generation=site.generation,
@@ -334,11 +334,3 @@ def _parse_cookies(header: str) -> dict[str, str]:
     except Exception:   # noqa: BLE001 - http.cookies raises several types on junk
         return {}
     return {name: morsel.value for name, morsel in jar.items()}
-
-
-async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            scope.cancel(reason="client disconnected")
-            return

@@ -1,4 +1,4 @@
-"""Bare-ASGI response helpers shared by the router and the static path."""
+"""Bare-ASGI helpers shared by the router, the static path and the API path."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
+import trio
 
 from fazt.errors import FaztError
 
@@ -41,3 +42,12 @@ async def send_json_error(send: Send, exc: FaztError, *, request_id: str | None 
                           head: bool = False, headers: Headers | None = None) -> None:
     await send_bytes(send, exc.http_status, error_from_exception(exc, request_id),
                      content_type=b"application/json", headers=headers, head=head)
+
+
+async def cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` once hypercorn reports the client gone (other events are ignored)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel(reason="client disconnected")
+            return

@@ -41,7 +41,14 @@ from fazt.http._conditional import (
     request_headers,
 )
 from fazt.http._paths import RequestPath, normalize_request_path, quote_path, scope_path_bytes
-from fazt.http._responses import Message, Receive, Scope, Send, error_from_exception
+from fazt.http._responses import (
+    Message,
+    Receive,
+    Scope,
+    Send,
+    cancel_on_disconnect,
+    error_from_exception,
+)
 
 log = logging.getLogger("fazt.http.static")
 
@@ -382,7 +389,7 @@ async def _stream(
     chunk = await load_range(file, first, end)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_cancel_on_disconnect, loaders.receive, nursery.cancel_scope)
+        nursery.start_soon(cancel_on_disconnect, loaders.receive, nursery.cancel_scope)
         try:
             while end < last:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -394,13 +401,6 @@ async def _stream(
                      exc.code, exc)
         nursery.cancel_scope.cancel(reason="streamed")
 
-
-async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            scope.cancel(reason="client disconnected")
-            return
 
 
 async def _load(load: ContentLoader, file: StaticFile) -> bytes:

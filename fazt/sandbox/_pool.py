@@ -71,10 +71,6 @@ class AppCode:
 CodeLoader = Callable[[], Awaitable[AppCode]]
 
 
-def _nothing() -> None:
-    """The default ``on_slow``."""
-
-
 @dataclass(eq=False)
 class AppPool:
     app: str
@@ -166,12 +162,12 @@ class Sandbox:
         once) when the request has to wait for its code or for a slow answer. Not while it
         queues for a free worker: under load that is every queued request, and what it costs
         to notice a client gone then is small (its request runs at most ``_QUIET_S``)."""
-        slow = on_slow or _nothing
         while True:
             pool = self._pool(app, deploy_id, generation)
             pool.last_used = time.monotonic()
             if pool.code is None:
-                slow()
+                if on_slow is not None:
+                    on_slow()
                 async with pool.code_lock:
                     if pool.code is None:
                         pool.code = await load_code()
@@ -180,7 +176,7 @@ class Sandbox:
                 break       # else the pool was replaced or evicted while we waited: again
         try:
             outcome = await worker.run(request, budget=budget, capabilities=capabilities,
-                                       kill_grace_s=self.settings.kill_grace_s, on_slow=slow)
+                                       kill_grace_s=self.settings.kill_grace_s, on_slow=on_slow)
         except BudgetExceeded:
             self.counters.timeouts += 1
             raise

@@ -56,10 +56,6 @@ _QUIET_S = 0.05             # a request unanswered for this long is slow (run's 
 _OOM_DEATHS = (b"[unhandlable oom]", b"std::bad_alloc")
 
 
-def _nothing() -> None:
-    """The default ``on_slow``."""
-
-
 
 class State(enum.Enum):
     STARTING = "starting"
@@ -89,7 +85,7 @@ class JsOutcome:
 class _Pending:
     id: int
     request_id: str
-    on_slow: Callable[[], None]
+    on_slow: Callable[[], None] | None
     started: float                  # trio time
     slice_s: float = 0.0
     slow: bool = False              # on_slow was called
@@ -262,7 +258,7 @@ class WorkerProcess:
     # -- requests ---------------------------------------------------------------------------
 
     async def run(self, request: JsRequest, *, budget: Budget, capabilities: CapabilityHost,
-                  kill_grace_s: float, on_slow: Callable[[], None] = _nothing) -> JsOutcome:
+                  kill_grace_s: float, on_slow: Callable[[], None] | None = None) -> JsOutcome:
         """Run the handler for one request. Raises BudgetExceeded(js), JsError, JsMemory,
         JsCrashed; cancellation of the caller cancels the request in the worker.
         ``on_slow`` is called once the answer takes a while (see ``_notice_slow``)."""
@@ -363,7 +359,7 @@ class WorkerProcess:
 
     @staticmethod
     def _notice(pending: _Pending) -> None:
-        if not pending.slow:
+        if not pending.slow and pending.on_slow is not None:
             pending.slow = True
             try:
                 pending.on_slow()
