@@ -4,6 +4,8 @@
     ├── storage   open the encrypted database, migrate, start the writer and readers
     ├── applog    the apps' log lines, buffered and written in batches
     ├── sandbox   the JS worker pools (spares started here)
+    ├── data      the capabilities: the operator's per-app settings (loaded into memory),
+    │             kv (and its sweep of expired keys)
     └── web       first-start bootstrap, then hypercorn serving the root ASGI app
 
 Services start in that order, each ready before the next, and stop in reverse: on SIGINT or
@@ -30,7 +32,8 @@ from hypercorn.trio import serve as hypercorn_serve
 from fazt.applog import AppLogStore
 from fazt.auth import TokenStore
 from fazt.budget import BudgetPolicy
-from fazt.capabilities import Capabilities
+from fazt.capabilities import AppSettings, Capabilities, GrantLimits
+from fazt.capabilities.kv import KvStore
 from fazt.config import Config
 from fazt.errors import ConfigError
 from fazt.hosting import ArchiveContents, ArchiveFile, ArchiveLimits, Hosting, collect_files
@@ -134,16 +137,47 @@ class SandboxService:
         await self.sandbox.run(task_status=task_status)
 
 
+class DataService:
+    """The capabilities' state: per-app settings, the kv store and its sweep."""
+
+    name = "data"
+    restart = RestartPolicy(mode="fatal")
+
+    def __init__(self, config: Config, storage: StorageService,
+                 sandbox: SandboxService) -> None:
+        self._config = config
+        self._storage = storage
+        self._sandbox = sandbox
+        self.capabilities: Capabilities | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        config = self._config
+        db, sandbox = self._storage.db, self._sandbox.sandbox
+        assert db is not None and sandbox is not None, "storage and sandbox must start first"
+        settings = AppSettings(db, op_timeout_s=config.storage_op_timeout_s,
+                               on_change=sandbox.reload)
+        await settings.load()
+        kv = KvStore(db, max_value_bytes=config.kv_max_value_bytes)
+        self.capabilities = Capabilities(
+            [kv.provider()], settings=settings,
+            limits=GrantLimits(quota_mb_default=config.app_quota_mb,
+                               quota_mb_max=config.app_quota_mb_max))
+        task_status.started()
+        await kv.sweep_forever(interval_s=config.kv_sweep_interval_s,
+                               op_timeout_s=config.storage_op_timeout_s)
+
+
 class WebService:
     name = "web"
     restart = RestartPolicy(mode="fatal")
 
     def __init__(self, config: Config, storage: StorageService, logs: AppLogService,
-                 sandbox: SandboxService) -> None:
+                 sandbox: SandboxService, data: DataService) -> None:
         self._config = config
         self._storage = storage
         self._logs = logs
         self._sandbox = sandbox
+        self._data = data
         self._stop = trio.Event()
         self._stopped = trio.Event()
         self.started: Started | None = None
@@ -161,15 +195,17 @@ class WebService:
         tokens = TokenStore(db, op_timeout_s=config.storage_op_timeout_s)
         logs = self.logs = self._logs.store
         sandbox = self._sandbox.sandbox
-        assert logs is not None and sandbox is not None, "applog and sandbox must start first"
+        capabilities = self._data.capabilities
+        assert logs is not None and sandbox is not None and capabilities is not None, \
+            "applog, sandbox and data must start first"
         ctx = AdminContext(config=config, db=db, hosting=hosting, tokens=tokens, logs=logs,
-                           started_at=time.monotonic())
+                           capabilities=capabilities, started_at=time.monotonic())
         api = ApiGateway(sandbox=sandbox, hosting=hosting, policy=budget_policy(config),
                          limits=ApiLimits(max_body_bytes=config.max_api_body_bytes,
                                           max_response_bytes=config.max_api_response_bytes,
                                           memory_mb_default=config.js_memory_mb,
                                           memory_mb_max=config.js_memory_mb_max),
-                         capabilities=Capabilities(),
+                         capabilities=capabilities,
                          log_sink=lambda app, level, message, request_id: logs.append(
                              app, level, message, request_id=request_id))
         root = RootApp(domain=config.domain, admin=create_admin_app(ctx),  # type: ignore[arg-type]
@@ -294,8 +330,9 @@ async def serve(config: Config, *, on_ready: Callable[[Started], None]) -> None:
     storage = StorageService(config)
     logs = AppLogService(config, storage)
     sandbox = SandboxService(config, logs)
-    web = WebService(config, storage, logs, sandbox)
-    supervisor = Supervisor([storage, logs, sandbox, web],
+    data = DataService(config, storage, sandbox)
+    web = WebService(config, storage, logs, sandbox, data)
+    supervisor = Supervisor([storage, logs, sandbox, data, web],
                             stop_timeout_s=config.shutdown_grace_s + 5)
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -71,6 +71,10 @@ class Config:
     js_idle_s: float = _setting(300.0, low=1, high=86_400)
     js_recycle_after: int = _setting(10_000, low=1)
     js_kill_grace_s: float = _setting(0.25, low=0.01, high=10)
+    app_quota_mb: int = _setting(100, low=1, high=1_048_576)
+    app_quota_mb_max: int = _setting(1024, low=1, high=1_048_576)
+    kv_max_value_bytes: int = _setting(1 * MIB, low=1024, high=16 * MIB)
+    kv_sweep_interval_s: float = _setting(60.0, low=0.05, high=86_400)
 
     @property
     def js_total_memory(self) -> int:
@@ -207,5 +211,7 @@ def _check_consistency(config: Config) -> None:
                           "js_memory_mb_max")
     if config.budget_respond_reserve_s >= config.budget_request_s:
         raise ConfigError("budget_respond_reserve_s must be less than budget_request_s")
+    if config.app_quota_mb > config.app_quota_mb_max:
+        raise ConfigError("app_quota_mb cannot exceed app_quota_mb_max")
     if config.max_file_bytes > config.max_app_bytes:
         raise ConfigError("max_file_bytes cannot exceed max_app_bytes")

@@ -32,8 +32,12 @@ replaced by a generic one so that no stack trace, host path or SQL reaches a cli
     │   ├── JsMemory                   503 js_memory
     │   ├── JsCrashed                  502 js_crashed
     │   ├── JsBusy                     503 js_busy
-    │   └── CapabilityError            400 capability_error (returned to JS, not to clients)
-    │       └── CapabilityNotGranted   403 capability_not_granted
+    │   └── CapabilityError            400 capability_error
+    │       ├── AuthRequired           401 auth_required
+    │       ├── CapabilityNotGranted   403 capability_not_granted
+    │       ├── KeyTooLarge            413 key_too_large
+    │       ├── ValueTooLarge          413 value_too_large
+    │       └── QuotaExceeded          413 storage_quota
     └── StorageError                   500 storage_error
         ├── StorageBusy                503 storage_busy
         ├── StorageFull                507 storage_full
@@ -265,7 +269,8 @@ class JsBusy(SandboxError):
 
 
 class CapabilityError(SandboxError):
-    """A capability call was refused; the message goes back to the app's JS."""
+    """A capability call was refused. The app's JS gets an Error with this ``code``; if the
+    handler lets it escape, the client gets this status and code (``capability_error_for``)."""
 
     code = "capability_error"
     http_status = 400
@@ -276,6 +281,45 @@ class CapabilityNotGranted(CapabilityError):
 
     code = "capability_not_granted"
     http_status = 403
+
+
+class AuthRequired(CapabilityError):
+    """A per-user capability (kv.user ...) was used by a request without a signed-in user."""
+
+    code = "auth_required"
+    http_status = 401
+
+
+class KeyTooLarge(CapabilityError):
+    """A key or name is over its size limit."""
+
+    code = "key_too_large"
+    http_status = 413
+
+
+class ValueTooLarge(CapabilityError):
+    """A value, document or blob is over its size limit."""
+
+    code = "value_too_large"
+    http_status = 413
+
+
+class QuotaExceeded(CapabilityError):
+    """The write would take the app over its storage quota; nothing was written."""
+
+    code = "storage_quota"
+    http_status = 413
+
+
+def capability_error_for(code: str, message: str) -> CapabilityError | None:
+    """The CapabilityError with this code, for an error the handler did not catch."""
+    stack: list[type[CapabilityError]] = [CapabilityError]
+    while stack:
+        cls = stack.pop()
+        if cls.code == code:
+            return cls(message)
+        stack.extend(cls.__subclasses__())
+    return None
 
 
 class StorageError(FaztError):

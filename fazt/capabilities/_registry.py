@@ -1,54 +1,148 @@
-"""The registry of capability providers and the per-app grant."""
+"""The registry of capability providers, and each app's grant.
+
+An app's grant is what its manifest requests, minus what the operator's policy withholds,
+with quotas capped by the policy and the server's limits. The worker builds the handler's
+frozen ``caps`` from ``worker_caps(grant)``; every call it makes comes back through
+``host_for(grant, user)``, which checks the grant again (a worker loaded before a policy
+change must not keep a withheld capability).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fazt.budget import Budget
+from fazt.capabilities._manifest import EnvRequest, Requested, StorageRequest
+from fazt.capabilities._settings import NO_POLICY, AppSettings, Policy
 from fazt.errors import CapabilityError, CapabilityNotGranted
 
-Method = Callable[[str, list[Any], Budget], Awaitable[Any]]
-"""``await method(app, args, budget)`` -> a JSON-able result."""
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class Call:
+    """What a capability method is given besides its arguments."""
+
+    app: str
+    budget: Budget
+    user: str | None = None       # the signed-in user, for the per-user scopes (kv.user ...)
+    quota_bytes: int | None = None
+
+
+Method = Callable[[Call, list[Any]], Awaitable[Any]]
+"""``await method(call, args)`` -> a JSON-able result (or RawJson)."""
+
+
+class RawJson(bytes):
+    """A result that is already JSON text (a stored value): sent to the worker as is."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Provider:
+    """A capability's methods by the name JS calls them (``user.get`` is ``kv.user.get``)."""
+
     name: str
     methods: Mapping[str, Method]
 
 
-class Capabilities:
-    """Dispatches capability calls from JS workers to providers, for granted apps only.
+@dataclass(frozen=True, kw_only=True)
+class GrantLimits:
+    quota_mb_default: int = 100     # a storage capability whose manifest names no quota
+    quota_mb_max: int = 1024        # the most a manifest may get
 
-    ``grant_all`` names providers every app gets (a seam for tests and for capabilities that
-    need no manifest entry); the manifest-driven grant arrives with the storage capabilities.
+
+@dataclass(frozen=True, kw_only=True)
+class Grant:
+    """What one app may use: capability -> quota in bytes (None: no quota applies)."""
+
+    app: str
+    capabilities: Mapping[str, int | None]
+    env: Mapping[str, str] = field(default_factory=dict)   # granted names that are set
+    requested: Requested | None = None
+    policy: Policy = NO_POLICY
+
+    def to_json(self) -> dict[str, Any]:
+        granted: dict[str, Any] = {}
+        for name, quota in sorted(self.capabilities.items()):
+            if name == "env":
+                request = self.requested.get("env") if self.requested else None
+                granted[name] = list(request.names) if isinstance(request, EnvRequest) else []
+            else:
+                granted[name] = {} if quota is None else {"quota_mb": quota // MB}
+        requested = self.requested
+        return {
+            "requested": None if requested is None else requested.to_json(),
+            "granted": granted,
+            "withheld": sorted(set(requested.items) & self.policy.withheld) if requested
+            else [],
+            "policy": self.policy.to_json(),
+        }
+
+
+class Capabilities:
+    """Dispatches capability calls from JS workers to providers, for what the grant allows.
+
+    ``grant_all`` names providers every app gets whatever its manifest says (a seam for tests).
     """
 
-    def __init__(self, providers: Iterable[Provider] = (), *,
-                 grant_all: Iterable[str] = ()) -> None:
+    def __init__(self, providers: Iterable[Provider] = (), *, settings: AppSettings | None = None,
+                 limits: GrantLimits | None = None, grant_all: Iterable[str] = ()) -> None:
         self._providers = {p.name: p for p in providers}
+        self._settings = settings
+        self._limits = limits or GrantLimits()
         self._grant_all = frozenset(grant_all)
         unknown = self._grant_all - set(self._providers)
         if unknown:
             raise ValueError(f"grant_all names unknown providers: {sorted(unknown)}")
 
-    def granted(self, app: str) -> dict[str, list[str]]:
-        """Capability name -> method names, as the worker builds its frozen ``caps``."""
-        return {name: sorted(self._providers[name].methods) for name in sorted(self._grant_all)}
+    @property
+    def settings(self) -> AppSettings | None:
+        return self._settings
 
-    def host_for(self, app: str) -> Callable[[str, str, list[Any], Budget], Awaitable[Any]]:
-        granted = self._grant_all
+    def grant(self, app: str, requested: Requested | None) -> Grant:
+        """The app's effective grant now (from memory: cheap enough for every request)."""
+        policy = self._settings.policy(app) if self._settings is not None else NO_POLICY
+        capabilities: dict[str, int | None] = {name: None for name in self._grant_all}
+        env: dict[str, str] = {}
+        for name, request in (requested.items.items() if requested is not None else ()):
+            if name in policy.withheld:
+                continue
+            if isinstance(request, StorageRequest):
+                mb = min(request.quota_mb or self._limits.quota_mb_default,
+                         self._limits.quota_mb_max, policy.quota_mb.get(name, MAX_MB))
+                capabilities[name] = mb * MB
+            elif isinstance(request, EnvRequest):
+                capabilities[name] = None
+                values = self._settings.env(app) if self._settings is not None else {}
+                env = {n: values[n] for n in request.names if n in values}
+        return Grant(app=app, capabilities=capabilities, env=env, requested=requested,
+                     policy=policy)
+
+    def worker_caps(self, grant: Grant) -> dict[str, list[str]]:
+        """Capability name -> method names, as the worker builds its frozen ``caps``."""
+        return {name: sorted(self._providers[name].methods) for name in sorted(grant.capabilities)
+                if name in self._providers}
+
+    def host_for(self, grant: Grant, *, user: str | None = None
+                 ) -> Callable[[str, str, list[Any], Budget], Awaitable[Any]]:
+        app = grant.app
 
         async def call(cap: str, method: str, args: list[Any], budget: Budget) -> Any:
-            if cap not in granted:
+            if cap not in grant.capabilities or cap not in self._providers:
                 raise CapabilityNotGranted(
                     f"the app's manifest does not grant {cap!r}: add \"capabilities\": "
-                    f"{{\"{cap}\": {{}}}} to manifest.json")
+                    f"{{\"{cap}\": {{}}}} to manifest.json"
+                    if cap not in grant.policy.withheld else
+                    f"the server's operator withholds {cap!r} from this app")
             fn = self._providers[cap].methods.get(method)
             if fn is None:
                 raise CapabilityError(f"{cap} has no method {method!r}")
-            return await fn(app, args, budget)
+            return await fn(Call(app=app, budget=budget, user=user,
+                                 quota_bytes=grant.capabilities[cap]), args)
 
         return call
+
+
+MAX_MB = 1 << 40

@@ -1,10 +1,17 @@
-"""manifest.json: the part static hosting reads (``spa``); the capability issue extends it."""
+"""manifest.json: name, ``spa``, ``limits`` and ``capabilities`` (see
+docs/reference/manifest.md and its JSON Schema, manifest.schema.json).
+
+Top-level keys fazt does not know are ignored (manifests written for the Go fazt carry some);
+``fazt app validate`` warns about them. Everything fazt reads is checked, and an error names
+the key.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 
+from fazt.capabilities import Requested, parse_capabilities
 from fazt.errors import InvalidManifest
 
 MANIFEST_PATH = "manifest.json"
@@ -17,6 +24,8 @@ class Manifest:
     name: str | None = None
     request_ms: int | None = None     # limits.request_ms: lowers the request budget
     memory_mb: int | None = None      # limits.memory_mb: the JS worker's memory limit
+    # None: no "capabilities" key (an app written for the Go fazt runs in compatibility mode)
+    capabilities: Requested | None = None
     text: str | None = None   # the file as deployed, kept for `fazt app info`
 
 
@@ -55,8 +64,20 @@ def parse_manifest(data: bytes | None) -> Manifest:
             raise InvalidManifest(f"manifest.json: \"limits.{key}\" must be an integer from "
                                   f"{low} to {high}, got {item!r}")
         checked[key] = item
+    capabilities = value.get("capabilities")
     return Manifest(spa=spa, name=name, text=text, request_ms=checked.get("request_ms"),
-                    memory_mb=checked.get("memory_mb"))
+                    memory_mb=checked.get("memory_mb"),
+                    capabilities=None if capabilities is None
+                    else parse_capabilities(capabilities))
+
+
+KNOWN_KEYS = frozenset({"name", "spa", "limits", "capabilities"})
+
+
+def unknown_keys(data: bytes) -> list[str]:
+    """Top-level keys of a (valid) manifest that fazt ignores, for ``fazt app validate``."""
+    value = json.loads(data)
+    return sorted(set(value) - KNOWN_KEYS) if isinstance(value, dict) else []
 
 
 # The server's own settings cap these further (budget_request_s, js_memory_mb_max).

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from fazt.applog import AppLogStore
 from fazt.auth import TokenStore
+from fazt.capabilities import Capabilities
 from fazt.config import Config
 from fazt.errors import FaztError, InvalidJson, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from fazt.hosting import Hosting
@@ -40,6 +41,7 @@ class AdminContext:
     hosting: Hosting
     tokens: TokenStore
     logs: AppLogStore
+    capabilities: Capabilities
     started_at: float   # time.monotonic() at start
 
 

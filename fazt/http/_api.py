@@ -71,6 +71,8 @@ class ApiGateway:
         budget = Budget.start(self._policy,
                               request_s=None if request_ms is None else request_ms / 1000)
 
+        grant = self._capabilities.grant(site.app, site.manifest.capabilities)
+
         async def load_code() -> AppCode:
             return await self._load_code(site)
 
@@ -90,7 +92,7 @@ class ApiGateway:
                 outcome = await self._sandbox.handle(
                     app=site.app, deploy_id=site.deploy_id, generation=site.generation,
                     load_code=load_code, request=request, budget=budget,
-                    capabilities=self._capabilities.host_for(site.app), on_slow=watch_client)
+                    capabilities=self._capabilities.host_for(grant), on_slow=watch_client)
                 nursery.cancel_scope.cancel(reason="handler finished")
         except BaseExceptionGroup as group:
             # trio wraps the handler's error in an ExceptionGroup (strict exception groups).
@@ -127,9 +129,13 @@ class ApiGateway:
                               None)
                     raise JsError(f"{path} is not UTF-8 text") from exc
         memory = site.manifest.memory_mb or self._limits.memory_mb_default
+        # The grant as it is now, not as the request that triggered the load saw it: a
+        # settings change in between has already retired the pool this code is for.
+        grant = self._capabilities.grant(site.app, site.manifest.capabilities)
         return AppCode(app=site.app, deploy_id=site.deploy_id, main=MAIN, files=files,
                        memory_mb=min(memory, self._limits.memory_mb_max),
-                       granted=self._capabilities.granted(site.app))
+                       granted=self._capabilities.worker_caps(grant),
+                       env=dict(grant.env) if "env" in grant.capabilities else None)
 
     def _log(self, app: str, message: str, request_id: str | None) -> None:
         if self._log_sink is not None:

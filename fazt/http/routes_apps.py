@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -38,6 +39,9 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
     hosting = ctx.hosting
     config = ctx.config
     app_logs = ctx.logs
+    capabilities = ctx.capabilities
+    settings = capabilities.settings
+    assert settings is not None, "the admin API needs the per-app settings"
 
     @app.get("/api/apps")
     async def list_apps() -> Response:
@@ -50,7 +54,60 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
     @app.get("/api/apps/<name>")
     async def app_info(name: str) -> Response:
         info = await hosting.app_info(validate_app_name(name))
-        return json_response({**info.to_json(), "url": config.public_url(name)})
+        return json_response({**info.to_json(), "url": config.public_url(name),
+                              "capabilities": await grant_of(name)})
+
+    async def grant_of(name: str) -> dict[str, Any]:
+        site = await hosting.site(name)
+        requested = site.manifest.capabilities if site is not None else None
+        return capabilities.grant(name, requested).to_json()
+
+    @app.get("/api/apps/<name>/policy")
+    async def get_policy(name: str) -> Response:
+        await require_app(name)
+        return json_response({"app": name, "capabilities": await grant_of(name)})
+
+    @app.post("/api/apps/<name>/policy")
+    async def set_policy(name: str) -> Response:
+        validate_app_name(name)
+        body = await read_json(config.max_api_body_bytes)
+        unknown = sorted(set(body) - {"withhold", "allow", "quota_mb", "reset"})
+        if unknown:
+            raise BadRequest(f"unknown key {unknown[0]!r} (known: withhold, allow, quota_mb, "
+                             "reset)")
+        withhold, allow = _names(body, "withhold"), _names(body, "allow")
+        quota = body.get("quota_mb", {})
+        if not isinstance(quota, dict):
+            raise BadRequest("\"quota_mb\" must be an object of capability: MB (null restores "
+                             "the default)")
+        reset = body.get("reset", False)
+        if not isinstance(reset, bool):
+            raise BadRequest("\"reset\" must be true or false")
+        await settings.set_policy(name, withhold=withhold, allow=allow, quota_mb=quota,
+                                  reset=reset)
+        return json_response({"app": name, "capabilities": await grant_of(name)})
+
+    @app.get("/api/apps/<name>/env")
+    async def get_env(name: str) -> Response:
+        await require_app(name)
+        return json_response({"app": name, "env": dict(settings.env(name))})
+
+    @app.patch("/api/apps/<name>/env")
+    async def update_env(name: str) -> Response:
+        validate_app_name(name)
+        body = await read_json(config.max_api_body_bytes)
+        unknown = sorted(set(body) - {"set", "unset"})
+        if unknown:
+            raise BadRequest(f"unknown key {unknown[0]!r} (known: set, unset)")
+        values = body.get("set", {})
+        if not isinstance(values, dict):
+            raise BadRequest("\"set\" must be an object of NAME: value")
+        env = await settings.update_env(name, set_values=values, unset=_names(body, "unset"))
+        return json_response({"app": name, "env": dict(env)})
+
+    async def require_app(name: str) -> None:
+        if not await hosting.app_exists(validate_app_name(name)):
+            raise AppNotFound(f"no app named {name!r}")
 
     @app.get("/api/apps/<name>/deploys")
     async def deploys(name: str) -> Response:
@@ -60,6 +117,7 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
     @app.delete("/api/apps/<name>")
     async def remove(name: str) -> Response:
         await hosting.remove(validate_app_name(name))
+        settings.forget(name)       # its settings and data went with it
         try:
             await app_logs.delete_app(name)
         except (StorageError, BudgetExceeded) as exc:   # the app is gone: say so all the same
@@ -127,6 +185,14 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
             raise BadRequest("\"to\" must be a deploy id (a positive integer)")
         deploy = await hosting.rollback(validate_app_name(name), to=to)
         return json_response({"deploy": deploy.to_json(), "url": config.public_url(name)})
+
+
+def _names(body: dict[str, Any], key: str) -> list[str]:
+    value = body.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) \
+            or len(value) > 1000:
+        raise BadRequest(f"\"{key}\" must be a list of names")
+    return value
 
 
 def _int_arg(args: MultiDict[str, str], name: str, *, low: int, high: int) -> int | None:

@@ -66,6 +66,7 @@ class AppCode:
     files: Mapping[str, str]
     memory_mb: int
     granted: Mapping[str, list[str]]
+    env: Mapping[str, str] | None = None    # None: the app is not granted env
 
 
 CodeLoader = Callable[[], Awaitable[AppCode]]
@@ -274,7 +275,7 @@ class Sandbox:
             worker = self._take_spare() or await self._spawn()
             self._refill.set()
             await worker.load(app=code.app, deploy_id=code.deploy_id, files=code.files,
-                              main=code.main, memory_mb=memory, granted=code.granted,
+                              main=code.main, memory_mb=memory, granted=code.granted, env=code.env,
                               timeout_s=self.settings.load_timeout_s)
         except (JsError, JsCrashed, OSError) as exc:
             # Nothing one worker does may take the sandbox service (and the server) down:
@@ -411,6 +412,14 @@ class Sandbox:
                 break
             freed += sum(w.memory_mb for w in pool.workers if w.state is State.READY)
             self._evict(pool)
+
+    def reload(self, app: str) -> None:
+        """The app's grant or env changed: its workers finish what they run and exit; the next
+        request loads the code again, with the new ``caps``."""
+        pool = self._pools.pop(app, None)
+        if pool is not None:
+            log.info("app %s: settings changed; reloading its JS workers", app)
+            self._retire_pool(pool)
 
     def _evict(self, pool: AppPool) -> None:
         self.counters.evictions += 1

@@ -34,6 +34,7 @@ from fazt.errors import (
     JsCrashed,
     JsError,
     JsMemory,
+    capability_error_for,
 )
 from fazt.sandbox._protocol import FrameReader, ProtocolError, encode
 
@@ -43,7 +44,8 @@ LogSink = Callable[[str, str, str, "str | None"], None]
 """``sink(app, level, message, request_id)``: must not block."""
 
 CapabilityHost = Callable[[str, str, list[Any], Budget], Awaitable[Any]]
-"""``await host(cap, method, args, budget)`` -> a JSON-able result; raises FaztError."""
+"""``await host(cap, method, args, budget)`` -> a JSON-able result, or bytes that are JSON
+text already (None: ``undefined`` in JS); raises FaztError."""
 
 _MAX_STDERR_LINES = 200     # per worker, into the server log
 _PHASE_TIMEOUTS = {f"{phase.value}_timeout": phase.value for phase in Phase}
@@ -210,12 +212,15 @@ class WorkerProcess:
             raise JsCrashed(f"JS worker did not start within {timeout_s} s")
 
     async def load(self, *, app: str, deploy_id: int, files: Mapping[str, str], main: str,
-                   memory_mb: int, granted: Mapping[str, list[str]], timeout_s: float) -> None:
-        """Load one deploy's code; raises JsError (the app's own error) or JsCrashed."""
+                   memory_mb: int, granted: Mapping[str, list[str]],
+                   env: Mapping[str, str] | None, timeout_s: float) -> None:
+        """Load one deploy's code; raises JsError (the app's own error) or JsCrashed.
+        ``env``: the values of the app's granted env names (None: env is not granted)."""
         self.app, self.deploy_id, self.memory_mb = app, deploy_id, memory_mb
         try:
             self._post({"t": "load", "main": main, "memory_mb": memory_mb,
-                        "granted": dict(granted)}, orjson.dumps({"files": dict(files)}))
+                        "granted": dict(granted), "env": None if env is None else dict(env)},
+                       orjson.dumps({"files": dict(files)}))
         except ProtocolError as exc:
             self.kill()
             raise JsError(f"the app's api/ code is too large to load ({exc})") from exc
@@ -407,6 +412,12 @@ class WorkerProcess:
                 # the request ran out of time in that phase, not in JS.
                 raise BudgetExceeded(f"the {_PHASE_TIMEOUTS[code]} phase ran out of time",
                                      phase=_PHASE_TIMEOUTS[code])
+            refused = capability_error_for(code, str(payload.get("message"))) \
+                if isinstance(code, str) else None
+            if refused is not None:
+                # A refused capability call the handler let go (over quota, value too large,
+                # no user...): the client gets that error's status and code.
+                raise refused
             raise JsError(f"{payload.get('name')}: {payload.get('message')}")
         if not isinstance(payload, dict):
             raise JsCrashed("the JS worker sent an unreadable answer")
@@ -433,7 +444,13 @@ class WorkerProcess:
                     or not isinstance(args, list):
                 raise CapabilityError("malformed capability call")
             result = await capabilities(cap, method, args, budget)
-            reply, ok = (b"" if result is None else orjson.dumps(result)), True
+            if result is None:
+                reply = b""
+            elif isinstance(result, bytes):     # already JSON text (a stored value)
+                reply = bytes(result)
+            else:
+                reply = orjson.dumps(result)
+            ok = True
         except FaztError as exc:
             reply, ok = orjson.dumps({"code": exc.code, "message": exc.public_message()}), False
         except (ValueError, TypeError):

@@ -146,20 +146,32 @@
   const budget = freeze({ remaining: function () { return remaining(); } });
 
   // `granted` maps each capability beyond log/budget to its method names (from the server);
-  // every such method is an async RPC.
-  function buildCaps(granted) {
+  // every such method is an async RPC. A dotted name is a method of a nested object
+  // ("user.get" is kv.user.get). `env` holds the values of the granted env names.
+  function buildCaps(granted, env) {
     const caps = { log, budget };
     for (const name of Object.keys(granted)) {
-      if (name === 'log' || name === 'budget') continue;
+      if (name === 'log' || name === 'budget' || name === 'env') continue;
       const methods = {};
       for (const method of granted[name]) {
-        methods[method] = function () {
+        const path = method.split('.');
+        let target = methods;
+        for (const part of path.slice(0, -1)) target = target[part] || (target[part] = {});
+        target[path[path.length - 1]] = function () {
           return capCall(name, method, Array.prototype.slice.call(arguments));
         };
       }
-      caps[name] = freeze(methods);
+      caps[name] = deepFreeze(methods);
     }
+    if (env !== null) caps.env = freeze(env);
     return freeze(caps);
+  }
+
+  function deepFreeze(object) {
+    for (const key of Object.keys(object)) {
+      if (typeof object[key] === 'object') deepFreeze(object[key]);
+    }
+    return freeze(object);
   }
 
   // -- modules -------------------------------------------------------------------------------
@@ -318,7 +330,7 @@
     globals: { console, atob, btoa },
 
     // Called by Python with a map of path -> compiled module function (or JSON text).
-    load: function (compiled, jsonFiles, main, granted) {
+    load: function (compiled, jsonFiles, main, granted, env) {
       for (const path of Object.keys(compiled)) modules.set(path, { compiled: compiled[path] });
       for (const path of Object.keys(jsonFiles)) modules.set(path, { json: jsonFiles[path] });
       const exports = load(main);
@@ -329,7 +341,7 @@
           'function (request, caps) {...} or export default async function ...)');
       }
       handler = fn;
-      caps = buildCaps(parse(granted));
+      caps = buildCaps(parse(granted), parse(env));
     },
 
     dispatch: function (rid, rawJson) {

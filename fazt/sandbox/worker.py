@@ -342,8 +342,9 @@ class Worker:
                                                 "module (unbalanced braces?)")
             json_files = {p: t for p, t in files.items() if p.endswith(".json")}
             granted = orjson.dumps(header.get("granted") or {}).decode()
+            env = orjson.dumps(header.get("env")).decode()     # null: env not granted
             self.run_slice(None, self.runtime["load"], compiled, json_files, header["main"],
-                           granted)
+                           granted, env)
             # Promise jobs the top level queued (async initialisation) belong to no request:
             # they run now, within the load's time, and never later outside any budget.
             while self.loop.ready:

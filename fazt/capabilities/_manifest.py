@@ -1,0 +1,129 @@
+"""The ``capabilities`` section of an app's manifest.json: what the app asks for.
+
+    "capabilities": {"kv": {}, "env": ["PUBLIC_URL"]}
+    "capabilities": {"kv": {"quota_mb": 50}}
+
+What the app gets is this request intersected with the operator's policy and the server's
+limits (``_grant.py``). Validation errors name the offending key (``capabilities.kv.quota_mb``),
+as the rest of the manifest's do. ``docs/reference/manifest.schema.json`` states the same rules
+as a JSON Schema; a test checks that both accept and refuse the same manifests.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fazt.errors import InvalidManifest
+
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+MAX_ENV_NAMES = 100
+MAX_QUOTA_MB = 1_048_576
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageRequest:
+    """kv (and the other stores): ``quota_mb`` asks for that much room (None: the server's
+    default)."""
+
+    quota_mb: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvRequest:
+    """env: the names of the operator-set settings the handler may read."""
+
+    names: tuple[str, ...] = ()
+
+
+CapabilityRequest = StorageRequest | EnvRequest
+
+
+@dataclass(frozen=True)
+class Requested:
+    """The parsed section: capability name -> its request (only the names the app lists)."""
+
+    items: Mapping[str, CapabilityRequest]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.items
+
+    def get(self, name: str) -> CapabilityRequest | None:
+        return self.items.get(name)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, item in sorted(self.items.items()):
+            if isinstance(item, EnvRequest):
+                out[name] = list(item.names)
+            else:
+                out[name] = {} if item.quota_mb is None else {"quota_mb": item.quota_mb}
+        return out
+
+
+NOTHING = Requested({})
+
+
+def parse_capabilities(value: Any) -> Requested:
+    """Validate the manifest's ``capabilities`` value (already JSON-decoded)."""
+    if not isinstance(value, dict):
+        raise _invalid("capabilities", "must be an object of capability name: settings",
+                       value)
+    items: dict[str, CapabilityRequest] = {}
+    for name, settings in value.items():
+        parser = _PARSERS.get(name)
+        if parser is None:
+            raise InvalidManifest(
+                f"manifest.json: unknown capability \"capabilities.{name}\" "
+                f"(known: {', '.join(sorted(_PARSERS))})")
+        items[name] = parser(f"capabilities.{name}", settings)
+    return Requested(items)
+
+
+def _storage(key: str, value: Any) -> StorageRequest:
+    if not isinstance(value, dict):
+        raise _invalid(key, "must be an object ({} for the defaults)", value)
+    _no_unknown_keys(key, value, ("quota_mb",))
+    quota = value.get("quota_mb")
+    if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int)
+                              or not 1 <= quota <= MAX_QUOTA_MB):
+        raise _invalid(f"{key}.quota_mb", f"must be an integer from 1 to {MAX_QUOTA_MB}",
+                       quota)
+    return StorageRequest(quota_mb=quota)
+
+
+def _env(key: str, value: Any) -> EnvRequest:
+    if not isinstance(value, list):
+        raise _invalid(key, "must be a list of setting names, e.g. [\"PUBLIC_URL\"]", value)
+    if len(value) > MAX_ENV_NAMES:
+        raise InvalidManifest(f"manifest.json: \"{key}\" lists more than {MAX_ENV_NAMES} names")
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
+            raise _invalid(f"{key}[{i}]", "must be a name of A-Z, 0-9 and _ (not starting "
+                           "with a digit, at most 64 characters)", name)
+    if len(set(value)) != len(value):
+        raise InvalidManifest(f"manifest.json: \"{key}\" lists a name twice")
+    return EnvRequest(names=tuple(value))
+
+
+_PARSERS: dict[str, Callable[[str, Any], CapabilityRequest]] = {
+    "kv": _storage,
+    "env": _env,
+}
+KNOWN = frozenset(_PARSERS)
+
+
+def _no_unknown_keys(key: str, value: Mapping[str, Any], known: tuple[str, ...]) -> None:
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise InvalidManifest(f"manifest.json: unknown key \"{key}.{unknown[0]}\" "
+                              f"(known: {', '.join(known)})")
+
+
+def _invalid(key: str, rule: str, value: Any) -> InvalidManifest:
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return InvalidManifest(f"manifest.json: \"{key}\" {rule}, got {shown}")
