@@ -217,6 +217,159 @@ def app_info(name: str, **kwargs: Any) -> None:
                       _size(d["total_bytes"]), "yes" if d["spa"] else "", d["source"],
                       d["created_at"])
     console.print(table)
+    _print_capabilities(info["capabilities"])
+
+
+def _print_capabilities(caps: dict[str, Any]) -> None:
+    requested = caps["requested"]
+    if requested is None:
+        console.print("capabilities: none requested (the manifest has no \"capabilities\")")
+        return
+    table = Table("capability", "requested", "granted")
+    for name in sorted(set(requested) | set(caps["granted"])):
+        granted = caps["granted"].get(name)
+        table.add_row(name, _describe_grant(requested.get(name)),
+                      "withheld by policy" if name in caps["withheld"]
+                      else _describe_grant(granted))
+    console.print(table if len(table.rows) else "capabilities: none requested")
+
+
+def _describe_grant(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(value) or "(no names)"
+    return f"quota {value['quota_mb']} MB" if "quota_mb" in value else "yes"
+
+
+@app.command("policy")
+@click.argument("name")
+@click.option("--withhold", multiple=True, metavar="CAP",
+              help="Do not grant CAP to the app, whatever its manifest asks (repeatable).")
+@click.option("--allow", multiple=True, metavar="CAP",
+              help="Grant CAP again if the manifest asks for it (repeatable).")
+@click.option("--quota", multiple=True, metavar="CAP=MB",
+              help="Lower CAP's storage quota to MB; CAP=default restores it (repeatable).")
+@click.option("--reset", is_flag=True, help="Drop the app's whole policy first.")
+@_client_options
+def app_policy(name: str, withhold: tuple[str, ...], allow: tuple[str, ...],
+               quota: tuple[str, ...], reset: bool, **kwargs: Any) -> None:
+    """Show or change what the operator grants an app (its manifest asks; the policy can
+    withhold a capability or lower a quota). With no option, show it."""
+    quotas: dict[str, int | None] = {}
+    for item in quota:
+        cap, sep, mb = item.partition("=")
+        if not sep or not cap or not (mb.isdigit() or mb == "default"):
+            _fail(f"--quota {item!r}: write CAP=MB (e.g. kv=10) or CAP=default")
+        quotas[cap] = None if mb == "default" else int(mb)
+    if withhold or allow or quotas or reset:
+        result = _call(kwargs, "POST", f"/api/apps/{quote(name, safe='')}/policy",
+                       json={"withhold": list(withhold), "allow": list(allow),
+                             "quota_mb": quotas, "reset": reset})
+    else:
+        result = _call(kwargs, "GET", f"/api/apps/{quote(name, safe='')}/policy")
+    caps = result["capabilities"]
+    policy = caps["policy"]
+    console.print(f"policy for [bold]{name}[/]: withheld "
+                  f"{', '.join(policy['withheld']) or 'nothing'}; quotas "
+                  f"{', '.join(f'{k}={v} MB' for k, v in policy['quota_mb'].items()) or 'default'}",
+                  highlight=False)
+    _print_capabilities(caps)
+
+
+@app.group("env")
+def app_env() -> None:
+    """Operator-set, non-secret settings an app's handler reads as caps.env (only the names
+    its manifest lists under "env"). A change reloads the app's JS workers."""
+
+
+@app_env.command("set")
+@click.argument("name")
+@click.argument("values", nargs=-1, required=True, metavar="NAME=VALUE...")
+@_client_options
+def app_env_set(name: str, values: tuple[str, ...], **kwargs: Any) -> None:
+    """Set one or more env values."""
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"{item!r}: write NAME=VALUE")
+        pairs[key] = value
+    result = _call(kwargs, "PATCH", f"/api/apps/{quote(name, safe='')}/env",
+                   json={"set": pairs})
+    console.print(f"set {', '.join(pairs)} for [bold]{name}[/] "
+                  f"({len(result['env'])} env value{'' if len(result['env']) == 1 else 's'})",
+                  highlight=False)
+
+
+@app_env.command("unset")
+@click.argument("name")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@_client_options
+def app_env_unset(name: str, names: tuple[str, ...], **kwargs: Any) -> None:
+    """Remove env values (names not set are ignored)."""
+    _call(kwargs, "PATCH", f"/api/apps/{quote(name, safe='')}/env", json={"unset": list(names)})
+    console.print(f"unset {', '.join(names)} for [bold]{name}[/]", highlight=False)
+
+
+@app_env.command("list")
+@click.argument("name")
+@_client_options
+def app_env_list(name: str, **kwargs: Any) -> None:
+    """Print an app's env values, NAME=VALUE per line."""
+    env = _call(kwargs, "GET", f"/api/apps/{quote(name, safe='')}/env")["env"]
+    if not env:
+        err_console.print(f"no env values for {name}", highlight=False, markup=False)
+    for key, value in env.items():
+        click.echo(f"{key}={_printable(value)}")
+
+
+@app.command("validate")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def app_validate(directory: Path) -> None:
+    """Check DIRECTORY as a deploy would (manifest.json, and every api/ JavaScript file
+    compiled, not run) without deploying it."""
+    from fazt.hosting import MANIFEST_PATH, collect_files, parse_manifest, unknown_keys
+    from fazt.sandbox.check import check_sources
+
+    try:
+        files, warnings = collect_files(directory)
+    except FaztError as exc:
+        _fail(str(exc))
+        return
+    for warning in warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    by_path = {f.path: f for f in files}
+    problems: list[str] = []
+    manifest_file = by_path.get(MANIFEST_PATH)
+    manifest_data = manifest_file.source.read_bytes() if manifest_file else None
+    try:
+        manifest = parse_manifest(manifest_data)
+    except FaztError as exc:
+        problems.append(str(exc))
+        manifest = None
+    if manifest_data is not None and manifest is not None:
+        for key in unknown_keys(manifest_data):
+            err_console.print(f"[yellow]warning:[/] manifest.json: \"{key}\" is not a key "
+                              "fazt reads (ignored)", highlight=False)
+    sources: dict[str, str] = {}
+    for path, file in by_path.items():
+        if path.startswith("api/") and path.endswith((".js", ".json")):
+            try:
+                sources[path] = file.source.read_bytes().decode("utf-8")
+            except UnicodeDecodeError:
+                problems.append(f"{path} is not UTF-8 text")
+    if sources and "api/main.js" not in sources:
+        problems.append("api/ has files but no api/main.js (the handler)")
+    problems.extend(check_sources(sources))
+    for problem in problems:
+        err_console.print(f"[red]error:[/] {problem}", highlight=False, markup=True)
+    if problems:
+        _fail(f"{directory}: {len(problems)} problem{'' if len(problems) == 1 else 's'}")
+    caps = manifest.capabilities if manifest else None
+    console.print(f"{directory}: ok ({len(files)} files, {len(sources)} in api/; capabilities: "
+                  f"{', '.join(sorted(caps.items)) if caps and caps.items else 'none'})",
+                  highlight=False)
 
 
 @app.command("remove")
@@ -284,8 +437,12 @@ def _print_log_lines(lines: list[dict[str, Any]]) -> None:
     for line in lines:
         text = (f"{line['ts']} {str(line['level']).upper()} [{line['request_id'] or '-'}] "
                 f"{line['message']}")
-        text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-        click.echo(text.replace("\n", "\n    "))
+        click.echo(_printable(text).replace("\n", "\n    "))
+
+
+def _printable(text: str) -> str:
+    """Untrusted text with its control characters (but \\n) shown as \\xNN escapes."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 @main.group()

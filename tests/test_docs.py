@@ -59,13 +59,15 @@ ROOT = DOCS.parent
 
 def _admin_routes() -> list[str]:
     """Every ``METHOD /path`` the admin quart app serves, with ``<name>`` written ``{name}``."""
+    from fazt.capabilities import AppSettings, Capabilities
     from fazt.config import Config
     from fazt.http import AdminContext, create_admin_app
 
     # create_admin_app only stores the context (and reads the config's body limit); the
     # storage-backed parts are never touched while routes are registered.
     ctx = AdminContext(config=Config(), db=None, hosting=None, tokens=None,  # type: ignore[arg-type]
-                       logs=None, started_at=0.0)
+                       logs=None, started_at=0.0,
+                       capabilities=Capabilities(settings=AppSettings(None, op_timeout_s=1)))  # type: ignore[arg-type]
     app = create_admin_app(ctx)
     routes = set()
     for rule in app.url_map.iter_rules():

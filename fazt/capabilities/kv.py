@@ -361,6 +361,7 @@ def _decode_cursor(label: str, cursor: Any) -> str | None:
     if not isinstance(cursor, str) or len(cursor) > 2 * MAX_KEY_BYTES:
         raise CapabilityError(f"{label}: invalid cursor")
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_",
+                                validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise CapabilityError(f"{label}: invalid cursor") from exc

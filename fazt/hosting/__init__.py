@@ -8,8 +8,10 @@ from fazt.hosting._hosting import AppInfo as AppInfo
 from fazt.hosting._hosting import DeployInfo as DeployInfo
 from fazt.hosting._hosting import DeployResult as DeployResult
 from fazt.hosting._hosting import Hosting as Hosting
+from fazt.hosting._manifest import MANIFEST_PATH as MANIFEST_PATH
 from fazt.hosting._manifest import Manifest as Manifest
 from fazt.hosting._manifest import parse_manifest as parse_manifest
+from fazt.hosting._manifest import unknown_keys as unknown_keys
 from fazt.hosting._mime import content_type_for as content_type_for
 from fazt.hosting._mime import is_content_hashed as is_content_hashed
 from fazt.hosting._names import RESERVED_APP_NAMES as RESERVED_APP_NAMES
@@ -23,6 +25,7 @@ from fazt.hosting._site import StaticFile as StaticFile
 
 __all__ = [
     "CHUNK_BYTES",
+    "MANIFEST_PATH",
     "RESERVED_APP_NAMES",
     "AppInfo",
     "ArchiveContents",
@@ -41,5 +44,6 @@ __all__ = [
     "pack_tar_gz",
     "parse_manifest",
     "read_archive",
+    "unknown_keys",
     "validate_app_name",
 ]

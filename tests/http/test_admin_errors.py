@@ -10,6 +10,7 @@ import pytest
 
 from fazt.applog import AppLogStore
 from fazt.auth import TokenStore
+from fazt.capabilities import AppSettings, Capabilities
 from fazt.config import Config
 from fazt.errors import BudgetExceeded, StorageError
 from fazt.hosting import Hosting
@@ -37,7 +38,9 @@ def make_app(tmp_path: Path):
         async def build(exc: Exception):
             ctx = AdminContext(config=Config(data_dir=tmp_path), db=db,
                                hosting=ExplodingHosting(exc), tokens=tokens,
-                               logs=AppLogStore(db, op_timeout_s=5), started_at=time.monotonic())
+                               logs=AppLogStore(db, op_timeout_s=5),
+                               capabilities=Capabilities(settings=AppSettings(db, op_timeout_s=5)),
+                               started_at=time.monotonic())
             _, secret = await tokens.create("t")
             return create_admin_app(ctx), secret
 

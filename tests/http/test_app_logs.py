@@ -22,6 +22,7 @@ import trio.testing
 from fazt.app import archive_limits
 from fazt.applog import AppLogStore
 from fazt.auth import TokenStore
+from fazt.capabilities import AppSettings, Capabilities
 from fazt.config import Config
 from fazt.hosting import ArchiveContents, ArchiveFile, Hosting
 from fazt.http import AdminContext, create_admin_app
@@ -59,6 +60,8 @@ async def admin_api(tmp_path: Path) -> AsyncIterator[Api]:
         store = AppLogStore(db, op_timeout_s=5, flush_interval_s=0.01)
         app = create_admin_app(AdminContext(config=config, db=db, hosting=hosting,
                                             tokens=tokens, logs=store,
+                                            capabilities=Capabilities(
+                                                settings=AppSettings(db, op_timeout_s=5)),
                                             started_at=time.monotonic()))
         _, secret = await tokens.create("t")
         await hosting.deploy_contents(

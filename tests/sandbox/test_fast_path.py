@@ -163,7 +163,8 @@ class _Hosting:
 
 def _site() -> Any:
     return SimpleNamespace(app="a", deploy_id=1, generation=1, files={"api/main.js": "f"},
-                           manifest=SimpleNamespace(request_ms=None, memory_mb=None))
+                           manifest=SimpleNamespace(request_ms=None, memory_mb=None,
+                                                    capabilities=None))
 
 
 def _gateway(harness: SandboxHarness, source: str) -> ApiGateway:

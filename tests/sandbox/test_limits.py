@@ -26,6 +26,7 @@ from fazt.errors import (
     JsCrashed,
     JsError,
     JsMemory,
+    QuotaExceeded,
     StorageBusy,
 )
 from fazt.sandbox import JsOutcome
@@ -332,15 +333,25 @@ async def test_a_capability_error_reaches_js_with_its_code(sandbox: SandboxHarne
                          "message": "service temporarily unavailable, try again"}
 
 
-async def test_an_uncaught_capability_error_is_a_js_error(sandbox: SandboxHarness) -> None:
+async def test_an_uncaught_capability_error_reaches_the_client_with_its_code(
+        sandbox: SandboxHarness) -> None:
     files = app("module.exports = async (req, caps) => caps.kv.get('k');")
 
     async def host(cap: str, method: str, args: list[Any], budget: Budget) -> None:
-        raise CapabilityNotGranted("nope")
+        raise QuotaExceeded("kv.get: over quota")
 
-    with pytest.raises(JsError):
+    with pytest.raises(QuotaExceeded, match="over quota") as info:
         await sandbox.run("a", files, granted={"kv": ["get"]}, capabilities=host)
-    assert any("nope" in line for line in sandbox.logs.messages("a"))
+    assert (info.value.http_status, info.value.code) == (413, "storage_quota")
+    # Still logged as the handler's uncaught error, with where it was thrown.
+    assert any("over quota" in line for line in sandbox.logs.messages("a"))
+
+
+async def test_an_error_with_an_unknown_code_is_a_js_error(sandbox: SandboxHarness) -> None:
+    files = app("module.exports = async () => { const e = new Error('mine'); "
+                "e.code = 'not_a_fazt_code'; throw e; };")
+    with pytest.raises(JsError):
+        await sandbox.run("a", files)
 
 
 ROUND_TRIP_JS = r"""
