@@ -362,9 +362,11 @@ def parse_wrk(output: str) -> WrkResult:
 
 
 def wrk(wrk_bin: str, url: str, *, host_header: str, duration_s: int, connections: int,
-        pin: bool) -> str:
+        pin: bool, script: Path | None = None) -> str:
+    """One wrk run; ``script``: a wrk Lua script (e.g. one choosing each request's path)."""
+    extra = ["-s", str(script)] if script is not None else []
     cmd = pinned([wrk_bin, "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency",
-                  "-H", f"Host: {host_header}", url], WRK_CPU, pin=pin)
+                  "-H", f"Host: {host_header}", *extra, url], WRK_CPU, pin=pin)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 30,
                           check=False)
     if done.returncode != 0:
@@ -393,7 +395,8 @@ def children_cpu_seconds() -> float:
 def measure(wrk_bin: str, server: Server, *, scenario: str, url_path: str, host_header: str,
             round_no: int, duration_s: int, warmup_s: int, connections: int, pin: bool,
             diagnose: Callable[[Server], str] | None = None, allow_errors: bool = False,
-            off_cpu_seconds: Callable[[], float] | None = None) -> Run:
+            off_cpu_seconds: Callable[[], float] | None = None,
+            script: Path | None = None) -> Run:
     """One warm-up and one measured wrk run against ``server``; fails on any error response
     (socket error or non-2xx/3xx), unless ``allow_errors``: then they are counted in the Run.
 
@@ -404,13 +407,13 @@ def measure(wrk_bin: str, server: Server, *, scenario: str, url_path: str, host_
     url = server.url(url_path)
     if warmup_s > 0:
         wrk(wrk_bin, url, host_header=host_header, duration_s=warmup_s,
-            connections=connections, pin=pin)
+            connections=connections, pin=pin, script=script)
     cpu = None if not pin else SERVER_CPU
     moved = off_cpu_seconds or (lambda: 0.0)
     before = (server.cpu_seconds(), busy_seconds(cpu), children_cpu_seconds(), time.monotonic(),
               server.leader_cpu_seconds(), moved())
     output = wrk(wrk_bin, url, host_header=host_header, duration_s=duration_s,
-                 connections=connections, pin=pin)
+                 connections=connections, pin=pin, script=script)
     wall = time.monotonic() - before[3]
     server_cpu_s = server.cpu_seconds() - before[0]
     server_cores = server_cpu_s / wall
