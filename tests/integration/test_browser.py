@@ -120,6 +120,8 @@ def test_hello_example_renders_in_a_real_browser(server: FaztServer,
     result = re.search(r'<pre id="api-result">([^<]*)</pre>', dom)
     assert result is not None, dom
     assert "Hello, browser!" in result.group(1), result.group(0)
+    # ... and counted the visit in the app's kv store (granted by its manifest)
+    assert re.search(r"\(visit [1-9][0-9]*\)", result.group(1)), result.group(0)
 
 
 def test_script_fetches_same_origin_json_and_css_applies(server: FaztServer,
