@@ -225,12 +225,14 @@ def _print_capabilities(caps: dict[str, Any]) -> None:
     if requested is None:
         console.print("capabilities: none requested (the manifest has no \"capabilities\")")
         return
-    table = Table("capability", "requested", "granted")
+    table = Table("capability", "requested", "granted", "used")
+    usage = caps.get("usage_bytes", {})
     for name in sorted(set(requested) | set(caps["granted"])):
         granted = caps["granted"].get(name)
         table.add_row(name, _describe_grant(requested.get(name)),
                       "withheld by policy" if name in caps["withheld"]
-                      else _describe_grant(granted))
+                      else _describe_grant(granted),
+                      _size(usage[name]) if name in usage else "-")
     console.print(table if len(table.rows) else "capabilities: none requested")
 
 

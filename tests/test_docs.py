@@ -179,3 +179,5 @@ def test_api_index_lists_exactly_the_routes() -> None:
     api = (DOCS / "reference" / "api.md").read_text()
     for endpoint in ENDPOINTS:
         assert f"## `{endpoint}`" in api, endpoint
+    served = {route for route in _admin_routes() if route not in ("GET /api", "GET /api/")}
+    assert sorted(ENDPOINTS) == sorted(served)

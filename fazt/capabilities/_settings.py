@@ -82,6 +82,14 @@ class AppSettings:
         rows = self._apps.get(app)
         return _EMPTY if rows is None else rows.env
 
+    async def usage(self, app: str) -> dict[str, int]:
+        """Bytes the app stores per capability (what its quotas are checked against)."""
+        def read(conn: Any) -> dict[str, int]:
+            return {name: int(n) for name, n in conn.execute(
+                "SELECT capability, bytes FROM app_usage WHERE app = ?", (app,))}
+
+        return await self._db.read(read, deadline=self._deadline())
+
     def forget(self, app: str) -> None:
         """The app was removed (its rows went with it)."""
         if self._apps.pop(app, None) is not None and self._on_change is not None:

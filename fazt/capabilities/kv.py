@@ -274,7 +274,8 @@ class KvStore:
 def _arity(label: str, args: list[Any], low: int, high: int) -> list[Any]:
     if not low <= len(args) <= high:
         want = str(low) if low == high else f"{low} to {high}"
-        raise CapabilityError(f"{label} takes {want} arguments, got {len(args)}")
+        raise CapabilityError(f"{label} takes {want} argument{'' if high == 1 else 's'}, "
+                              f"got {len(args)}")
     return args
 
 

@@ -60,7 +60,8 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
     async def grant_of(name: str) -> dict[str, Any]:
         site = await hosting.site(name)
         requested = site.manifest.capabilities if site is not None else None
-        return capabilities.grant(name, requested).to_json()
+        return {**capabilities.grant(name, requested).to_json(),
+                "usage_bytes": await settings.usage(name)}
 
     @app.get("/api/apps/<name>/policy")
     async def get_policy(name: str) -> Response:

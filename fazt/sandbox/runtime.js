@@ -128,7 +128,7 @@
 
   function capCall(cap, method, args) {
     return new Promise(function (resolve, reject) {
-      const id = call(stringify([cap, method, args]));
+      const id = call(toServer([cap, method, args]));   // lone surrogates made well formed
       if (typeof id === 'string') {          // refused at once (no request, bad arguments)
         reject(makeError(parse(id)));
         return;

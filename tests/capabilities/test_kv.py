@@ -246,7 +246,7 @@ async def test_apps_and_users_never_see_each_others_keys(store: KvStore) -> None
         assert await alpha("get", key) is None
     with pytest.raises(AuthRequired):
         await alpha("user.get", "secret")
-    with pytest.raises(CapabilityError, match="takes 1 arguments"):
+    with pytest.raises(CapabilityError, match="takes 1 argument, got 2"):
         await alpha("get", "secret", OTHER)
 
 
