@@ -19,6 +19,17 @@
   };
   function toServer(value) { return stringify(value, wellFormed); }
 
+  // Capability arguments: as toServer, but NaN and Infinity (which JSON would turn into null,
+  // so kv.increment('n', NaN) would add 1) are refused.
+  const argument = function (key, value) {
+    if (typeof value === 'number' && !Number.isFinite(value)) {
+      const error = new TypeError(`capability arguments must be JSON: ${value} is not`);
+      error.code = 'capability_error';
+      throw error;
+    }
+    return typeof value === 'string' ? value.toWellFormed() : value;
+  };
+
   // -- base64 (pure JS: PythonMonkey's atob/btoa are Python functions whose errors carry
   //    host paths) -------------------------------------------------------------------------
   const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
@@ -128,7 +139,7 @@
 
   function capCall(cap, method, args) {
     return new Promise(function (resolve, reject) {
-      const id = call(toServer([cap, method, args]));   // lone surrogates made well formed
+      const id = call(stringify([cap, method, args], argument));
       if (typeof id === 'string') {          // refused at once (no request, bad arguments)
         reject(makeError(parse(id)));
         return;

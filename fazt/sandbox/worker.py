@@ -207,8 +207,14 @@ class Worker:
         request = self.requests.get(int(rid))
         if request is None or request.finished:
             return
-        self._finish(request, {"t": "done", "id": request.id, "ok": bool(ok)},
-                     str(text).encode())
+        text = str(text)
+        if not ok and text.startswith(_THROWN_OOM):
+            # SpiderMonkey's catchable out-of-memory is the string "out of memory" thrown at
+            # the handler: the request failed for memory, and this worker's heap is suspect.
+            self.poisoned = True
+            self._finish(request, {"t": "fail", "id": request.id, "code": "js_memory"})
+            return
+        self._finish(request, {"t": "done", "id": request.id, "ok": bool(ok)}, text.encode())
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -391,6 +397,9 @@ class Worker:
         now = time.monotonic() if now is None else now
         for request in [r for r in self.requests.values() if r.end <= now]:
             self._finish(request, {"t": "fail", "id": request.id, "code": "js_timeout"})
+
+
+_THROWN_OOM = '{"name":"thrown value","message":"out of memory"'
 
 
 def _check_parent(parent_pid: int) -> None:
