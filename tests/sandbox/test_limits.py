@@ -366,8 +366,9 @@ module.exports = async (req, caps) => {
     const r = await caps.echo.back(kind, arg, undefined, null);
     out[kind] = {type: r === null ? 'null' : typeof r, value: r === undefined ? '<undefined>' : r};
   }
-  try { await caps.echo.back('\ud800'); out.lone = 'accepted'; }
-  catch (e) { out.lone = e.code; }
+  out.lone = await caps.echo.back('lone', '\ud800');
+  try { await caps.echo.back('nan', NaN); out.nan = 'accepted'; }
+  catch (e) { out.nan = e.code; }
   return out;
 };
 """
@@ -390,7 +391,7 @@ async def test_capability_arguments_and_results_round_trip_as_json(
     async def host(cap: str, method: str, args: list[Any], budget: Budget) -> Any:
         assert (cap, method) == ("echo", "back")
         seen.append(args)
-        return RESULTS[args[0]]
+        return args[1] if args[0] == "lone" else RESULTS[args[0]]
 
     out = await sandbox.run("a", app(ROUND_TRIP_JS), granted={"echo": ["back"]},
                             capabilities=host)
@@ -398,7 +399,8 @@ async def test_capability_arguments_and_results_round_trip_as_json(
     expected_arg = {"s": "h\u00e9llo \u2603 \U0001f600 \"q\" \\ \n\t", "n": 1.5, "i": -3,
                     "big": 2 ** 53, "t": True, "f": False, "nul": None,
                     "arr": [1, "two", None, None, {"deep": [[]]}], "empty": {}}
-    assert seen == [[kind, expected_arg, None, None] for kind in RESULTS]
+    assert seen == [*([kind, expected_arg, None, None] for kind in RESULTS),
+                    ["lone", "\ufffd"]]
     assert body(out) == {
         "object": {"type": "object", "value": RESULTS["object"]},
         "none": {"type": "undefined", "value": "<undefined>"},   # Python None -> undefined
@@ -407,8 +409,10 @@ async def test_capability_arguments_and_results_round_trip_as_json(
         "number": {"type": "number", "value": 2 ** 53 - 1},
         "bool": {"type": "boolean", "value": False},
         "nested_none": {"type": "object", "value": {"k": None}},  # nested None -> null
-        # A lone surrogate is not valid JSON text for the server: refused, not crashed.
-        "lone": "capability_error",
+        # A lone surrogate is not text: made well formed (U+FFFD), as in responses.
+        "lone": "\ufffd",
+        # NaN is not JSON (it would arrive as null): refused before it is sent.
+        "nan": "capability_error",
     }
 
 
