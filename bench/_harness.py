@@ -522,6 +522,34 @@ def print_table(title: str, runs: Sequence[Run], summary: dict[str, Any],
 # --- main helpers --------------------------------------------------------------------------
 
 
+def wrk_options(*, rounds_help: str, duration_help: str = "Seconds per measured wrk run."
+                ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every wrk benchmark takes: --duration, --warmup, --connections, --rounds,
+    --quick and --json (as ``duration_s``, ``warmup_s``, ``connections``, ``rounds``, ``quick``,
+    ``json_path``)."""
+    options = [
+        click.option("--duration", "duration_s", type=click.IntRange(1), default=10,
+                     show_default=True, help=duration_help),
+        click.option("--warmup", "warmup_s", type=click.IntRange(0), default=2,
+                     show_default=True, help="Seconds of wrk warm-up before each measured run."),
+        click.option("--connections", type=click.IntRange(1), default=50, show_default=True,
+                     help="wrk connections (-c); one wrk thread."),
+        click.option("--rounds", type=click.IntRange(1), default=2, show_default=True,
+                     help=rounds_help),
+        click.option("--quick", is_flag=True, help="3 s runs (smoke test; numbers are rough)."),
+        click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Write runs and summary as JSON here."),
+    ]
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+
 def _raise_on_sigterm(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 

@@ -94,6 +94,7 @@ from _harness import (
     summarize,
     tar_gz,
     write_json,
+    wrk_options,
 )
 
 HELLO_APP = Path(__file__).resolve().parent / "_hello_app.py"
@@ -285,14 +286,7 @@ def verdict(ok: bool) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--duration", "duration_s", type=click.IntRange(1), default=10, show_default=True,
-              help="Seconds per measured wrk run.")
-@click.option("--warmup", "warmup_s", type=click.IntRange(0), default=2, show_default=True,
-              help="Seconds of wrk warm-up before each measured run.")
-@click.option("--connections", type=click.IntRange(1), default=50, show_default=True,
-              help="wrk connections (-c) of the throughput scenario; one wrk thread.")
-@click.option("--rounds", type=click.IntRange(1), default=2, show_default=True,
-              help="Baseline/fazt pairs per scenario, alternated (ABAB).")
+@wrk_options(rounds_help="Baseline/fazt pairs per scenario, alternated (ABAB).")
 @click.option("--layout", type=click.Choice(LAYOUTS), default=SPLIT, show_default=True,
               help="Where the processes run: split (server CPU 0; wrk and fazt's JS workers "
               "CPU 1), shared (server and JS workers CPU 0; wrk CPU 1), unpinned.")
@@ -301,9 +295,6 @@ def verdict(ok: bool) -> str:
               "such a run does not meet any target).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="warning",
               show_default=True, help="fazt's FAZT_LOG_LEVEL (info shows JS worker life cycle).")
-@click.option("--quick", is_flag=True, help="3 s runs (smoke test; numbers are rough).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write runs and summary as JSON here.")
 def main(duration_s: int, warmup_s: int, connections: int, rounds: int, layout: str,
          allow_errors: bool, log_level: str, quick: bool, json_path: Path | None) -> None:
     """Measure a JS hello handler through fazt against a bare ASGI app (see the docstring)."""

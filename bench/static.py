@@ -67,6 +67,7 @@ from _harness import (
     summarize,
     tar_gz,
     write_json,
+    wrk_options,
 )
 
 BASELINE_APP = Path(__file__).resolve().parent / "_baseline_app.py"
@@ -162,17 +163,7 @@ def print_report(runs: list[Run], summary: dict[str, Any], *, pin: bool) -> None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--duration", "duration_s", type=click.IntRange(1), default=10, show_default=True,
-              help="Seconds per measured wrk run.")
-@click.option("--warmup", "warmup_s", type=click.IntRange(0), default=2, show_default=True,
-              help="Seconds of wrk warm-up before each measured run.")
-@click.option("--connections", type=click.IntRange(1), default=50, show_default=True,
-              help="wrk connections (-c); one wrk thread.")
-@click.option("--rounds", type=click.IntRange(1), default=2, show_default=True,
-              help="Baseline/fazt pairs per scenario, alternated (ABAB).")
-@click.option("--quick", is_flag=True, help="3 s runs (smoke test; numbers are rough).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write runs and summary as JSON here.")
+@wrk_options(rounds_help="Baseline/fazt pairs per scenario, alternated (ABAB).")
 def main(duration_s: int, warmup_s: int, connections: int, rounds: int, quick: bool,
          json_path: Path | None) -> None:
     """Measure fazt's static path against a bare ASGI app (see the module docstring)."""

@@ -56,6 +56,7 @@ from _harness import (
     start_fazt,
     tar_gz,
     write_json,
+    wrk_options,
 )
 from js import WorkerWatch
 from rich.table import Table
@@ -151,17 +152,8 @@ def raw_writes(workdir: Path, *, duration_s: float, tasks: int) -> dict[str, flo
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--duration", "duration_s", type=click.IntRange(1), default=10, show_default=True,
-              help="Seconds per measured wrk run (and per raw-writes run).")
-@click.option("--warmup", "warmup_s", type=click.IntRange(0), default=2, show_default=True,
-              help="Seconds of wrk warm-up before each measured run.")
-@click.option("--connections", type=click.IntRange(1), default=50, show_default=True,
-              help="wrk connections (-c); one wrk thread.")
-@click.option("--rounds", type=click.IntRange(1), default=2, show_default=True,
-              help="Rounds; each runs every scenario once, in turn.")
-@click.option("--quick", is_flag=True, help="3 s runs (smoke test; numbers are rough).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write runs and summary as JSON here.")
+@wrk_options(rounds_help="Rounds; each runs every scenario once, in turn.",
+             duration_help="Seconds per measured wrk run (and per raw-writes run).")
 def main(duration_s: int, warmup_s: int, connections: int, rounds: int, quick: bool,
          json_path: Path | None) -> None:
     """Measure kv through JS handlers, and the storage layer's durable writes (docstring)."""

@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -122,3 +123,15 @@ def wait_ready(server: FaztServer) -> None:
             time.sleep(0.05)  # polling for readiness, not waiting for things to settle
     server.stop(signal.SIGKILL)
     raise RuntimeError(f"fazt did not become ready:\n{server.output()}")
+
+
+def deploy(server: FaztServer, name: str, files: dict[str, bytes | str]) -> None:
+    """Deploy through the admin API; the deploy must succeed."""
+    r = server.deploy(name, files)
+    assert r.status_code == 201, r.text
+
+
+def call(server: FaztServer, app: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request to an app's host."""
+    with server.app(app) as client:
+        return client.request(method, path, **kwargs)

@@ -63,8 +63,6 @@ class Requested:
         return out
 
 
-NOTHING = Requested({})
-
 
 def parse_capabilities(value: Any) -> Requested:
     """Validate the manifest's ``capabilities`` value (already JSON-decoded)."""

@@ -111,7 +111,8 @@ class Capabilities:
                 continue
             if isinstance(request, StorageRequest):
                 mb = min(request.quota_mb or self._limits.quota_mb_default,
-                         self._limits.quota_mb_max, policy.quota_mb.get(name, MAX_MB))
+                         self._limits.quota_mb_max,
+                         policy.quota_mb.get(name, self._limits.quota_mb_max))
                 capabilities[name] = mb * MB
             elif isinstance(request, EnvRequest):
                 capabilities[name] = None
@@ -144,5 +145,3 @@ class Capabilities:
 
         return call
 
-
-MAX_MB = 1 << 40

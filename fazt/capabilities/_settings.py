@@ -60,9 +60,6 @@ class AppSettings:
         self._apps: dict[str, _AppRows] = {}
         self._seq = itertools.count(1)
 
-    def set_on_change(self, on_change: Callable[[str], None]) -> None:
-        self._on_change = on_change
-
     async def load(self) -> None:
         """Read every app's settings (at start, before the first request)."""
         def read(conn: Any) -> dict[str, _AppRows]:

@@ -68,7 +68,6 @@ class KvStore:
         self._db = db
         self._clock = clock
         self._max_value_bytes = max_value_bytes
-        self.swept = 0          # expired keys deleted by sweep(), for tests and introspection
 
     def provider(self) -> Provider:
         methods: dict[str, Method] = {}
@@ -239,7 +238,6 @@ class KvStore:
 
             deleted = await self._db.write(write, deadline=trio.current_time() + op_timeout_s)
             total += deleted
-            self.swept += deleted
             if deleted < SWEEP_BATCH:
                 return total
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import FaztServer, start_server
+from tests.harness import FaztServer, call, deploy, start_server
 
 pytestmark = pytest.mark.integration
 
@@ -110,16 +110,6 @@ BIG_MEMORY_MB = 512
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-def deploy(server: FaztServer, name: str, files: dict[str, str]) -> None:
-    r = server.deploy(name, files)
-    assert r.status_code == 201, r.text
-
-
-def call(server: FaztServer, app: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    with server.app(app) as client:
-        return client.request(method, path, **kwargs)
-
 
 def assert_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert r.status_code == status, r.text

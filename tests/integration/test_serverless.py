@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import FaztServer, clean_env, start_server
+from tests.harness import FaztServer, call, clean_env, deploy, start_server
 
 pytestmark = pytest.mark.integration
 
@@ -31,16 +31,6 @@ EXIT_WAIT_S = 10.0      # workers must be gone this long after the server is
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-def deploy(server: FaztServer, name: str, files: dict[str, bytes | str]) -> None:
-    r = server.deploy(name, files)
-    assert r.status_code == 201, r.text
-
-
-def call(server: FaztServer, app: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    with server.app(app) as client:
-        return client.request(method, path, **kwargs)
-
 
 def assert_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert r.status_code == status, r.text
