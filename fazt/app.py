@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 from hypercorn.config import Config as HyperConfig
@@ -33,10 +34,19 @@ from fazt.applog import AppLogStore
 from fazt.auth import TokenStore
 from fazt.budget import BudgetPolicy
 from fazt.capabilities import AppSettings, Capabilities, GrantLimits
+from fazt.capabilities.blobs import BlobStore
+from fazt.capabilities.docs import DocStore
 from fazt.capabilities.kv import KvStore
 from fazt.config import Config
 from fazt.errors import ConfigError
-from fazt.hosting import ArchiveContents, ArchiveFile, ArchiveLimits, Hosting, collect_files
+from fazt.hosting import (
+    ArchiveContents,
+    ArchiveFile,
+    ArchiveLimits,
+    Hosting,
+    Manifest,
+    collect_files,
+)
 from fazt.http import (
     AdminContext,
     ApiGateway,
@@ -138,7 +148,7 @@ class SandboxService:
 
 
 class DataService:
-    """The capabilities' state: per-app settings, the kv store and its sweep."""
+    """The capabilities' state: per-app settings, the kv, docs and blobs stores, the kv sweep."""
 
     name = "data"
     restart = RestartPolicy(mode="fatal")
@@ -149,6 +159,8 @@ class DataService:
         self._storage = storage
         self._sandbox = sandbox
         self.capabilities: Capabilities | None = None
+        self.docs: DocStore | None = None
+        self.blobs: BlobStore | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         config = self._config
@@ -158,13 +170,21 @@ class DataService:
                                on_change=sandbox.reload)
         await settings.load()
         kv = KvStore(db, max_value_bytes=config.kv_max_value_bytes)
+        self.docs = DocStore(db, max_document_bytes=config.docs_max_document_bytes)
+        secret = await BlobStore.load_secret(db, op_timeout_s=config.storage_op_timeout_s)
+        self.blobs = BlobStore(db, url_secret=secret, max_blob_bytes=config.blobs_max_bytes)
         self.capabilities = Capabilities(
-            [kv.provider()], settings=settings,
+            [kv.provider(), self.docs.provider(), self.blobs.provider()], settings=settings,
             limits=GrantLimits(quota_mb_default=config.app_quota_mb,
                                quota_mb_max=config.app_quota_mb_max))
         task_status.started()
         await kv.sweep_forever(interval_s=config.kv_sweep_interval_s,
                                op_timeout_s=config.storage_op_timeout_s)
+
+
+def _sync_docs_indexes(conn: Any, app: str, manifest: Manifest | None) -> None:
+    """Hosting's activation hook: the live deploy's docs indexes change with it."""
+    DocStore.sync_indexes(conn, app, manifest.capabilities if manifest is not None else None)
 
 
 class WebService:
@@ -191,7 +211,8 @@ class WebService:
         hosting = Hosting(db, limits=archive_limits(config), history=config.deploy_history,
                           cache_bytes=config.static_cache_bytes,
                           op_timeout_s=config.storage_op_timeout_s,
-                          deploy_timeout_s=config.deploy_timeout_s)
+                          deploy_timeout_s=config.deploy_timeout_s,
+                          on_activate=_sync_docs_indexes)
         tokens = TokenStore(db, op_timeout_s=config.storage_op_timeout_s)
         logs = self.logs = self._logs.store
         sandbox = self._sandbox.sandbox
@@ -209,7 +230,8 @@ class WebService:
                          log_sink=lambda app, level, message, request_id: logs.append(
                              app, level, message, request_id=request_id))
         root = RootApp(domain=config.domain, admin=create_admin_app(ctx),  # type: ignore[arg-type]
-                       hosting=hosting, api=api)
+                       hosting=hosting, api=api, blobs=self._data.blobs,
+                       storage_timeout_s=config.storage_op_timeout_s)
         install_send_guard(self.send_guard)
         try:
             async with trio.open_nursery() as nursery:

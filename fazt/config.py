@@ -75,6 +75,8 @@ class Config:
     app_quota_mb_max: int = _setting(1024, low=1, high=1_048_576)
     kv_max_value_bytes: int = _setting(1 * MIB, low=1024, high=16 * MIB)
     kv_sweep_interval_s: float = _setting(60.0, low=0.05, high=86_400)
+    docs_max_document_bytes: int = _setting(1 * MIB, low=1024, high=16 * MIB)
+    blobs_max_bytes: int = _setting(8 * MIB, low=1024, high=32 * MIB)
 
     @property
     def js_total_memory(self) -> int:

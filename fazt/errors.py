@@ -35,6 +35,8 @@ replaced by a generic one so that no stack trace, host path or SQL reaches a cli
     │   └── CapabilityError            400 capability_error
     │       ├── AuthRequired           401 auth_required
     │       ├── CapabilityNotGranted   403 capability_not_granted
+    │       ├── InvalidQuery           400 invalid_query
+    │       ├── DocumentExists         409 document_exists
     │       ├── KeyTooLarge            413 key_too_large
     │       ├── ValueTooLarge          413 value_too_large
     │       └── QuotaExceeded          413 storage_quota
@@ -309,6 +311,20 @@ class QuotaExceeded(CapabilityError):
 
     code = "storage_quota"
     http_status = 413
+
+
+class InvalidQuery(CapabilityError):
+    """A docs query, sort or update is malformed (an unknown operator, a bad field path ...)."""
+
+    code = "invalid_query"
+    http_status = 400
+
+
+class DocumentExists(CapabilityError):
+    """docs.insert was given an ``_id`` the collection already has."""
+
+    code = "document_exists"
+    http_status = 409
 
 
 def capability_error_for(code: str, message: str) -> CapabilityError | None:

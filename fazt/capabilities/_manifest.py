@@ -1,7 +1,8 @@
 """The ``capabilities`` section of an app's manifest.json: what the app asks for.
 
     "capabilities": {"kv": {}, "env": ["PUBLIC_URL"]}
-    "capabilities": {"kv": {"quota_mb": 50}}
+    "capabilities": {"kv": {"quota_mb": 50}, "blobs": {}}
+    "capabilities": {"docs": {"indexes": {"posts": ["author", ["author", "meta.score"]]}}}
 
 What the app gets is this request intersected with the operator's policy and the server's
 limits (``_grant.py``). Validation errors name the offending key (``capabilities.kv.quota_mb``),
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fazt.errors import InvalidManifest
@@ -21,6 +22,14 @@ from fazt.errors import InvalidManifest
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 MAX_ENV_NAMES = 100
 MAX_QUOTA_MB = 1_048_576
+COLLECTION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+# A field name: not empty, not starting with $, no '.', '"', backslash or NUL (so that every
+# field can be named by a path, and a path is a SQLite JSON path without escapes)
+FIELD_NAME = r'[^.$"\\\x00][^."\\\x00]*'
+FIELD_PATH = re.compile(rf"{FIELD_NAME}(\.{FIELD_NAME})*")
+MAX_FIELD_PATH = 256
+MAX_INDEXES = 32          # per app, all collections
+MAX_INDEX_FIELDS = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +45,13 @@ class EnvRequest:
     """env: the names of the operator-set settings the handler may read."""
 
     names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocsRequest(StorageRequest):
+    """docs: a quota, and the indexes to keep: collection -> field paths of each index."""
+
+    indexes: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
 
 
 CapabilityRequest = StorageRequest | EnvRequest
@@ -58,8 +74,12 @@ class Requested:
         for name, item in sorted(self.items.items()):
             if isinstance(item, EnvRequest):
                 out[name] = list(item.names)
-            else:
-                out[name] = {} if item.quota_mb is None else {"quota_mb": item.quota_mb}
+                continue
+            out[name] = {} if item.quota_mb is None else {"quota_mb": item.quota_mb}
+            if isinstance(item, DocsRequest) and item.indexes:
+                out[name]["indexes"] = {
+                    coll: [list(f) if len(f) > 1 else f[0] for f in fields]
+                    for coll, fields in item.indexes.items()}
         return out
 
 
@@ -81,15 +101,61 @@ def parse_capabilities(value: Any) -> Requested:
 
 
 def _storage(key: str, value: Any) -> StorageRequest:
+    _no_unknown_keys(key, _object(key, value), ("quota_mb",))
+    return StorageRequest(quota_mb=_quota(key, value))
+
+
+def _docs(key: str, value: Any) -> DocsRequest:
+    _no_unknown_keys(key, _object(key, value), ("quota_mb", "indexes"))
+    raw = value.get("indexes", {})
+    if not isinstance(raw, dict):
+        raise _invalid(f"{key}.indexes", "must be an object of collection: [field paths]", raw)
+    indexes: dict[str, tuple[tuple[str, ...], ...]] = {}
+    total = 0
+    for coll, entries in raw.items():
+        where = f"{key}.indexes.{coll}"
+        if not COLLECTION.fullmatch(coll):
+            raise InvalidManifest(f"manifest.json: \"{where}\": a collection name is 1 to 64 "
+                                  "letters, digits, _ . and - (not starting with . or -)")
+        if not isinstance(entries, list) or not entries:
+            raise _invalid(where, "must be a non-empty list of field paths (or lists of them, "
+                           "for a compound index)", entries)
+        seen: list[tuple[str, ...]] = []
+        for i, entry in enumerate(entries):
+            fields = tuple(entry) if isinstance(entry, list) else (entry,)
+            if not 1 <= len(fields) <= MAX_INDEX_FIELDS:
+                raise _invalid(f"{where}[{i}]", f"must name 1 to {MAX_INDEX_FIELDS} fields",
+                               entry)
+            for path in fields:
+                if not (isinstance(path, str) and len(path) <= MAX_FIELD_PATH
+                        and FIELD_PATH.fullmatch(path)):
+                    raise _invalid(f"{where}[{i}]", "must be a field path such as \"author\" "
+                                   "or \"meta.score\" (names separated by dots, none empty, "
+                                   "none starting with $, no \" or backslash)", path)
+            if fields in seen:
+                raise InvalidManifest(f"manifest.json: \"{where}\" lists an index twice")
+            seen.append(fields)
+        total += len(seen)
+        indexes[coll] = tuple(seen)
+    if total > MAX_INDEXES:
+        raise InvalidManifest(f"manifest.json: \"{key}.indexes\" asks for {total} indexes, "
+                              f"more than {MAX_INDEXES}")
+    return DocsRequest(quota_mb=_quota(key, value), indexes=indexes)
+
+
+def _object(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _invalid(key, "must be an object ({} for the defaults)", value)
-    _no_unknown_keys(key, value, ("quota_mb",))
+    return value
+
+
+def _quota(key: str, value: dict[str, Any]) -> int | None:
     quota = value.get("quota_mb")
     if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int)
                               or not 1 <= quota <= MAX_QUOTA_MB):
         raise _invalid(f"{key}.quota_mb", f"must be an integer from 1 to {MAX_QUOTA_MB}",
                        quota)
-    return StorageRequest(quota_mb=quota)
+    return quota
 
 
 def _env(key: str, value: Any) -> EnvRequest:
@@ -108,9 +174,12 @@ def _env(key: str, value: Any) -> EnvRequest:
 
 _PARSERS: dict[str, Callable[[str, Any], CapabilityRequest]] = {
     "kv": _storage,
+    "docs": _docs,
+    "blobs": _storage,
     "env": _env,
 }
 KNOWN = frozenset(_PARSERS)
+WITH_QUOTA = frozenset(name for name, parser in _PARSERS.items() if parser in (_storage, _docs))
 
 
 def _no_unknown_keys(key: str, value: Mapping[str, Any], known: tuple[str, ...]) -> None:

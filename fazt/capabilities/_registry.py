@@ -122,8 +122,14 @@ class Capabilities:
                      policy=policy)
 
     def worker_caps(self, grant: Grant) -> dict[str, list[str]]:
-        """Capability name -> method names, as the worker builds its frozen ``caps``."""
-        return {name: sorted(self._providers[name].methods) for name in sorted(grant.capabilities)
+        """Capability name -> method names, as the worker builds its frozen ``caps``. A
+        capability the manifest requests but the operator withholds is there too: its calls
+        fail with ``capability_not_granted`` saying so (a missing ``caps.kv`` would be a
+        TypeError that tells the app's author nothing)."""
+        names = set(grant.capabilities)
+        if grant.requested is not None:
+            names |= set(grant.requested.items)
+        return {name: sorted(self._providers[name].methods) for name in sorted(names)
                 if name in self._providers}
 
     def host_for(self, grant: Grant, *, user: str | None = None

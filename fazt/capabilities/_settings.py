@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from fazt.capabilities._manifest import ENV_NAME, KNOWN, MAX_QUOTA_MB
+from fazt.capabilities._manifest import ENV_NAME, KNOWN, MAX_QUOTA_MB, WITH_QUOTA
 from fazt.errors import AppNotFound, BadRequest, PayloadTooLarge
 from fazt.storage import Database
 
@@ -105,6 +105,10 @@ class AppSettings:
         for name in [*withhold, *allow, *quota_mb]:
             if name not in KNOWN:
                 raise BadRequest(f"unknown capability {name!r} (known: {', '.join(sorted(KNOWN))})")
+        no_quota = sorted(set(quota_mb) - WITH_QUOTA)
+        if no_quota:
+            raise BadRequest(f"{no_quota[0]} has no quota (quotas: "
+                             f"{', '.join(sorted(WITH_QUOTA))})")
         both = set(withhold) & set(allow)
         if both:
             raise BadRequest(f"{sorted(both)[0]!r} cannot be both withheld and allowed")

@@ -16,28 +16,22 @@ fails. Every call runs in the storage phase of the request's budget.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import math
-import time
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 import trio
 
-from fazt.budget import Phase
+from fazt.capabilities import _store
 from fazt.capabilities._registry import Call, Method, Provider, RawJson
+from fazt.capabilities._store import Clock, arity, options, wall_clock_ms, whole_number
 from fazt.errors import (
-    AuthRequired,
     BudgetExceeded,
     CapabilityError,
     KeyTooLarge,
-    QuotaExceeded,
     StorageError,
-    ValueTooLarge,
 )
 from fazt.storage import Database
 
@@ -50,14 +44,6 @@ MAX_TTL_MS = 10 * 365 * 86_400_000       # ten years
 LIST_DEFAULT = 100
 LIST_MAX = 1000
 SWEEP_BATCH = 500
-_USER_PREFIX = "u:"
-
-Clock = Callable[[], int]
-"""Unix time in milliseconds (a seam: tests move time forward)."""
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class KvStore:
@@ -81,17 +67,14 @@ class KvStore:
         label = f"kv.user.{name}" if user else f"kv.{name}"
 
         async def method(call: Call, args: list[Any]) -> Any:
-            if user and not call.user:
-                raise AuthRequired(f"{label} needs a signed-in user")
-            scope = _USER_PREFIX + call.user if user and call.user else ""
-            return await impl(call, scope, label, args)
+            return await impl(call, _store.scope_of(call, label, user=user), label, args)
 
         return method
 
     # -- methods -----------------------------------------------------------------------------
 
     async def _get(self, call: Call, scope: str, label: str, args: list[Any]) -> Any:
-        key = _key(label, _arity(label, args, 1, 1)[0])
+        key = _key(label, arity(label, args, 1, 1)[0])
         now = self._clock()
 
         def read(conn: Any) -> str | None:
@@ -100,30 +83,30 @@ class KvStore:
                                (call.app, scope, key, now)).fetchone()
             return None if row is None else row[0]
 
-        value = await self._read(call, read)
+        value = await _store.read(self._db, call, read)
         return None if value is None else RawJson(value.encode("utf-8"))
 
     async def _set(self, call: Call, scope: str, label: str, args: list[Any]) -> None:
-        key, value, *rest = _arity(label, args, 2, 3)
+        key, value, *rest = arity(label, args, 2, 3)
         key = _key(label, key)
-        text = self._value_text(label, value)
+        text = _store.json_text(label, "value", value, self._max_value_bytes)
         ttl = _ttl(label, rest[0] if rest else None)
         now = self._clock()
         expires = None if ttl is None else now + ttl
 
         def write(conn: Any) -> None:
             old = _size_of(conn, call.app, scope, key)
-            _charge(conn, call, label, _entry_bytes(key, text) - old)
+            _store.charge(conn, call, NAME, label, _entry_bytes(key, text) - old)
             conn.execute("INSERT INTO app_kv (app, scope, key, value, expires_at, updated_at) "
                          "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
                          "value = excluded.value, expires_at = excluded.expires_at, "
                          "updated_at = excluded.updated_at",
                          (call.app, scope, key, text, expires, now))
 
-        await self._write(call, write)
+        await _store.write(self._db, call, write)
 
     async def _delete(self, call: Call, scope: str, label: str, args: list[Any]) -> bool:
-        key = _key(label, _arity(label, args, 1, 1)[0])
+        key = _key(label, arity(label, args, 1, 1)[0])
         now = self._clock()
 
         def write(conn: Any) -> bool:
@@ -133,27 +116,23 @@ class KvStore:
                                (call.app, scope, key)).fetchone()
             if row is None:
                 return False
-            _charge(conn, call, label, -row[0])
+            _store.charge(conn, call, NAME, label, -row[0])
             return row[1] is None or row[1] > now    # an expired key was not there
 
-        return bool(await self._write(call, write))
+        return bool(await _store.write(self._db, call, write))
 
     async def _list(self, call: Call, scope: str, label: str, args: list[Any]) -> Any:
-        prefix, *rest = _arity(label, args, 0, 2) or [""]
+        prefix, *rest = arity(label, args, 0, 2) or [""]
         if prefix is None:
             prefix = ""
         if not isinstance(prefix, str):
             raise CapabilityError(f"{label}(prefix): the prefix must be a string")
         if len(prefix.encode("utf-8")) > MAX_KEY_BYTES:
             raise KeyTooLarge(f"{label}(prefix): the prefix is over {MAX_KEY_BYTES} bytes")
-        options = _options(label, rest[0] if rest else None, ("limit", "cursor"))
-        limit = options.get("limit", LIST_DEFAULT)
-        if isinstance(limit, float) and limit.is_integer():
-            limit = int(limit)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIST_MAX:
-            raise CapabilityError(f"{label}: limit must be an integer from 1 to {LIST_MAX}")
-        after = _decode_cursor(label, options.get("cursor"))
-        low, high = prefix, _prefix_end(prefix)
+        given = options(label, rest[0] if rest else None, ("limit", "cursor"))
+        limit = whole_number(label, "limit", given.get("limit", LIST_DEFAULT), 1, LIST_MAX)
+        after = _store.decode_cursor(label, given.get("cursor"), MAX_KEY_BYTES)
+        low, high = prefix, _store.prefix_end(prefix)
         now = self._clock()
 
         def read(conn: Any) -> list[tuple[str, str, int | None]]:
@@ -171,18 +150,18 @@ class KvStore:
             rows: list[tuple[str, str, int | None]] = conn.execute(sql, params).fetchall()
             return rows
 
-        rows = await self._read(call, read)
+        rows = await _store.read(self._db, call, read)
         more = len(rows) > limit
         rows = rows[:limit]
         items = b",".join(
             b'{"key":' + orjson.dumps(key) + b',"value":' + value.encode("utf-8")
             + b',"expiresAt":' + (b"null" if expires is None else str(expires).encode()) + b"}"
             for key, value, expires in rows)
-        cursor = _encode_cursor(rows[-1][0]) if more and rows else None
+        cursor = _store.encode_cursor(rows[-1][0]) if more and rows else None
         return RawJson(b'{"items":[' + items + b'],"cursor":' + orjson.dumps(cursor) + b"}")
 
     async def _increment(self, call: Call, scope: str, label: str, args: list[Any]) -> Any:
-        key, *rest = _arity(label, args, 1, 3)
+        key, *rest = arity(label, args, 1, 3)
         key = _key(label, key)
         by = rest[0] if rest and rest[0] is not None else 1
         if isinstance(by, bool) or not isinstance(by, (int, float)) or not math.isfinite(by):
@@ -205,7 +184,7 @@ class KvStore:
             # A live key keeps its expiry unless a new ttlMs is given.
             expires = now + ttl if ttl is not None else (row[1] if live else None)
             old = 0 if row is None else _entry_bytes(key, row[0])
-            _charge(conn, call, label, _entry_bytes(key, text) - old)
+            _store.charge(conn, call, NAME, label, _entry_bytes(key, text) - old)
             conn.execute("INSERT INTO app_kv (app, scope, key, value, expires_at, updated_at) "
                          "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
                          "value = excluded.value, expires_at = excluded.expires_at, "
@@ -213,7 +192,7 @@ class KvStore:
                          (call.app, scope, key, text, expires, now))
             return result
 
-        return await self._write(call, write)
+        return await _store.write(self._db, call, write)
 
     # -- background --------------------------------------------------------------------------
 
@@ -253,29 +232,6 @@ class KvStore:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _value_text(self, label: str, value: Any) -> str:
-        data = orjson.dumps(value)
-        if len(data) > self._max_value_bytes:
-            raise ValueTooLarge(f"{label}: the value is {len(data)} bytes as JSON, over the "
-                                f"{self._max_value_bytes}-byte limit")
-        return data.decode("utf-8")
-
-    async def _read(self, call: Call, fn: Callable[[Any], Any]) -> Any:
-        with call.budget.fail_after(Phase.STORAGE) as scope:
-            return await self._db.read(fn, deadline=scope.deadline)
-
-    async def _write(self, call: Call, fn: Callable[[Any], Any]) -> Any:
-        with call.budget.fail_after(Phase.STORAGE) as scope:
-            return await self._db.write(fn, deadline=scope.deadline)
-
-
-def _arity(label: str, args: list[Any], low: int, high: int) -> list[Any]:
-    if not low <= len(args) <= high:
-        want = str(low) if low == high else f"{low} to {high}"
-        raise CapabilityError(f"{label} takes {want} argument{'' if high == 1 else 's'}, "
-                              f"got {len(args)}")
-    return args
-
 
 def _key(label: str, key: Any) -> str:
     if not isinstance(key, str) or not key:
@@ -287,28 +243,11 @@ def _key(label: str, key: Any) -> str:
     return key
 
 
-def _ttl(label: str, options: Any) -> int | None:
-    ttl = _options(label, options, ("ttlMs",)).get("ttlMs")
-    if ttl is None:
-        return None
-    if isinstance(ttl, float) and ttl.is_integer():
-        ttl = int(ttl)
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_MS:
-        raise CapabilityError(f"{label}: ttlMs must be a whole number of milliseconds from 1 "
-                              f"to {MAX_TTL_MS}")
-    return ttl
+def _ttl(label: str, value: Any) -> int | None:
+    ttl = options(label, value, ("ttlMs",)).get("ttlMs")
+    return None if ttl is None else whole_number(label, "ttlMs", ttl, 1, MAX_TTL_MS)
 
 
-def _options(label: str, options: Any, known: tuple[str, ...]) -> dict[str, Any]:
-    if options is None:
-        return {}
-    if not isinstance(options, dict):
-        raise CapabilityError(f"{label}: options must be an object")
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise CapabilityError(f"{label}: unknown option {unknown[0]!r} "
-                              f"(known: {', '.join(known)})")
-    return {k: v for k, v in options.items() if v is not None}
 
 
 def _entry_bytes(key: str, value_text: str) -> int:
@@ -320,47 +259,3 @@ def _size_of(conn: Any, app: str, scope: str, key: str) -> int:
                        "FROM app_kv WHERE app = ? AND scope = ? AND key = ?",
                        (app, scope, key)).fetchone()
     return 0 if row is None else int(row[0])
-
-
-def _charge(conn: Any, call: Call, label: str, delta: int) -> None:
-    """Add ``delta`` bytes to the app's kv usage; refuse growth past its quota."""
-    if delta == 0:
-        return
-    row = conn.execute("SELECT bytes FROM app_usage WHERE app = ? AND capability = ?",
-                       (call.app, NAME)).fetchone()
-    used = 0 if row is None else int(row[0])
-    if delta > 0 and call.quota_bytes is not None and used + delta > call.quota_bytes:
-        raise QuotaExceeded(f"{label}: the app's kv data would grow to {used + delta} bytes, "
-                            f"over its {call.quota_bytes // (1024 * 1024)} MB quota")
-    conn.execute("INSERT INTO app_usage (app, capability, bytes) VALUES (?, ?, ?) "
-                 "ON CONFLICT DO UPDATE SET bytes = max(0, bytes + ?)",
-                 (call.app, NAME, max(0, delta), delta))
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The smallest string above every string that starts with ``prefix`` (None: no bound)."""
-    chars = list(prefix)
-    while chars:
-        last = ord(chars.pop())
-        if last < 0x10FFFF:
-            nxt = last + 1
-            if 0xD800 <= nxt <= 0xDFFF:     # surrogates are not text: skip them
-                nxt = 0xE000
-            return "".join(chars) + chr(nxt)
-    return None
-
-
-def _encode_cursor(key: str) -> str:
-    return base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii").rstrip("=")
-
-
-def _decode_cursor(label: str, cursor: Any) -> str | None:
-    if cursor is None:
-        return None
-    if not isinstance(cursor, str) or len(cursor) > 2 * MAX_KEY_BYTES:
-        raise CapabilityError(f"{label}: invalid cursor")
-    try:
-        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_",
-                                validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise CapabilityError(f"{label}: invalid cursor") from exc

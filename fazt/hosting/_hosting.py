@@ -117,12 +117,20 @@ class _ByteLru:
             self.bytes -= len(old)
 
 
+OnActivate = Callable[[sqlcipher3.Connection, str, Manifest | None], None]
+"""Called in the transaction that makes a deploy live (deploy, rollback) with its manifest, or
+removes the app (None): what else must change with the live manifest (the docs indexes) changes
+in the same transaction, and a failure undoes the deploy."""
+
+
 class Hosting:
     """Deploys, history, rollback and the read side used by the static server."""
 
     def __init__(self, db: Database, *, limits: ArchiveLimits, history: int,
-                 cache_bytes: int, op_timeout_s: float, deploy_timeout_s: float) -> None:
+                 cache_bytes: int, op_timeout_s: float, deploy_timeout_s: float,
+                 on_activate: OnActivate | None = None) -> None:
         self._db = db
+        self._on_activate = on_activate
         self.limits = limits
         self._history = history
         self._op_timeout_s = op_timeout_s
@@ -172,6 +180,7 @@ class Hosting:
                 [(deploy_id, m.path, m.sha256, m.size, m.content_type)
                  for m, _ in prepared.files])
             conn.execute("UPDATE apps SET current_deploy_id = ? WHERE name = ?", (deploy_id, name))
+            self._activate(conn, name, prepared.manifest)
             _prune_history(conn, name, keep=history)
             return deploy_id, new_bytes
 
@@ -200,6 +209,8 @@ class Hosting:
                     raise DeployNotFound(f"app {name!r} has no deploy {to}")
                 target = to
             conn.execute("UPDATE apps SET current_deploy_id = ? WHERE name = ?", (target, name))
+            text = conn.execute("SELECT manifest FROM deploys WHERE id = ?", (target,)).fetchone()
+            self._activate(conn, name, _stored_manifest(text[0]))
             row = conn.execute("SELECT d.id, d.app, d.created_at, d.file_count, d.total_bytes, "
                                "d.spa, d.source FROM deploys d WHERE d.id = ?",
                                (target,)).fetchone()
@@ -220,6 +231,7 @@ class Hosting:
             conn.execute("UPDATE apps SET current_deploy_id = NULL WHERE name = ?", (name,))
             conn.execute("DELETE FROM deploys WHERE app = ?", (name,))
             conn.execute("DELETE FROM apps WHERE name = ?", (name,))
+            self._activate(conn, name, None)
             _delete_orphan_blobs(conn, shas)
 
         await self._write_app(name, write, deadline=self._deadline())
@@ -339,6 +351,11 @@ class Hosting:
                 "blob_cache_misses": self._blobs.misses}
 
     # -- internals --------------------------------------------------------------------------
+
+    def _activate(self, conn: sqlcipher3.Connection, name: str,
+                  manifest: Manifest | None) -> None:
+        if self._on_activate is not None:
+            self._on_activate(conn, name, manifest)
 
     def _deadline(self) -> float:
         return trio.current_time() + self._op_timeout_s

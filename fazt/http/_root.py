@@ -3,6 +3,7 @@
     admin hosts (<domain>, admin.<domain>, localhost, IP literals)   /api/*  -> admin API (quart)
                                                                      /       -> 302 /api/
     <app>.<domain>                                                   /api/*  -> the app's API
+                                                            /_fazt/blobs/*  -> the app's blobs
                                                                      else    -> static fast path
     anything else                                                            -> 404
 
@@ -23,9 +24,12 @@ from urllib.parse import unquote
 
 import trio
 
+from fazt.capabilities.blobs import BlobStore
 from fazt.errors import FaztError, NotFound
 from fazt.hosting import Hosting, is_content_hashed
 from fazt.http._api import ApiGateway, ClientGone
+from fazt.http._blobs import PREFIX as BLOBS_PREFIX
+from fazt.http._blobs import serve_blob
 from fazt.http._paths import normalize_request_path, scope_path_bytes
 from fazt.http._responses import (
     Headers,
@@ -66,7 +70,10 @@ class RootApp:
     """Everything hypercorn calls goes through here."""
 
     def __init__(self, *, domain: str, admin: ASGIApp, hosting: Hosting,
-                 api: ApiGateway | None = None) -> None:
+                 api: ApiGateway | None = None, blobs: BlobStore | None = None,
+                 storage_timeout_s: float = 5.0) -> None:
+        self._blobs = blobs
+        self._storage_timeout_s = storage_timeout_s
         self._domain_suffix = "." + domain
         self._admin_hosts = frozenset({domain, "admin." + domain, "localhost"})
         self._admin = admin
@@ -112,7 +119,12 @@ class RootApp:
             if site is None:
                 await send_not_found(send, head=head, common=common)
                 return
-            request = normalize_request_path(scope_path_bytes(scope))
+            raw_path = scope_path_bytes(scope)
+            if raw_path.startswith(BLOBS_PREFIX) and self._blobs is not None:
+                await serve_blob(scope, send, blobs=self._blobs, app=site.app,
+                                 op_timeout_s=self._storage_timeout_s, common=common)
+                return
+            request = normalize_request_path(raw_path)
             if request.path == "api" or request.path.startswith("api/"):
                 if self._api is None:
                     raise NotFound(f"app {app!r} has no API handler (api/main.js)")

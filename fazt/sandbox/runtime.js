@@ -21,13 +21,22 @@
 
   // Capability arguments: as toServer, but NaN and Infinity (which JSON would turn into null,
   // so kv.increment('n', NaN) would add 1) are refused.
+  // Bytes (a Uint8Array, another typed array or DataView, an ArrayBuffer) travel as
+  // {"$bytes": base64} (blobs.put reads them so).
   const argument = function (key, value) {
     if (typeof value === 'number' && !Number.isFinite(value)) {
       const error = new TypeError(`capability arguments must be JSON: ${value} is not`);
       error.code = 'capability_error';
       throw error;
     }
-    return typeof value === 'string' ? value.toWellFormed() : value;
+    if (typeof value === 'string') return value.toWellFormed();
+    if (value instanceof ArrayBuffer) return { $bytes: bytesToBase64(new Uint8Array(value)) };
+    if (ArrayBuffer.isView(value)) {
+      return {
+        $bytes: bytesToBase64(new Uint8Array(value.buffer, value.byteOffset, value.byteLength)),
+      };
+    }
+    return value;
   };
 
   // -- base64 (pure JS: PythonMonkey's atob/btoa are Python functions whose errors carry
@@ -103,6 +112,34 @@
     return new Uint8Array(out);
   }
 
+  // Invalid sequences become U+FFFD, as TextDecoder does.
+  function utf8Decode(bytes) {
+    const parts = [];
+    let chunk = [];
+    for (let i = 0; i < bytes.length;) {
+      const b = bytes[i];
+      let c = 0xfffd, n = 1;
+      if (b < 0x80) c = b;
+      else if (b >= 0xc2 && b < 0xe0 && (bytes[i + 1] & 0xc0) === 0x80) {
+        c = ((b & 31) << 6) | (bytes[i + 1] & 63); n = 2;
+      } else if (b >= 0xe0 && b < 0xf0 && (bytes[i + 1] & 0xc0) === 0x80 &&
+                 (bytes[i + 2] & 0xc0) === 0x80) {
+        const v = ((b & 15) << 12) | ((bytes[i + 1] & 63) << 6) | (bytes[i + 2] & 63);
+        if (v >= 0x800 && (v < 0xd800 || v > 0xdfff)) { c = v; n = 3; }
+      } else if (b >= 0xf0 && b < 0xf5 && (bytes[i + 1] & 0xc0) === 0x80 &&
+                 (bytes[i + 2] & 0xc0) === 0x80 && (bytes[i + 3] & 0xc0) === 0x80) {
+        const v = ((b & 7) << 18) | ((bytes[i + 1] & 63) << 12) | ((bytes[i + 2] & 63) << 6) |
+          (bytes[i + 3] & 63);
+        if (v >= 0x10000 && v <= 0x10ffff) { c = v; n = 4; }
+      }
+      chunk.push(c);
+      if (chunk.length === 8192) { parts.push(String.fromCodePoint.apply(null, chunk)); chunk = []; }
+      i += n;
+    }
+    parts.push(String.fromCodePoint.apply(null, chunk));
+    return parts.join('');
+  }
+
   // -- logging -------------------------------------------------------------------------------
   function format(args) {
     let text = '';
@@ -144,9 +181,19 @@
         reject(makeError(parse(id)));
         return;
       }
-      pending.set(id, [resolve, reject]);
+      pending.set(id, [resolve, reject, REVIVE[cap + '.' + method]]);
     });
   }
+
+  // Results that need more than JSON: a blob's data arrives as base64.
+  function blobResult(blob) {
+    if (blob === null) return null;
+    const data = base64ToBytes(blob.data);
+    blob.data = data;
+    blob.text = function () { return utf8Decode(data); };
+    return blob;
+  }
+  const REVIVE = freeze({ 'blobs.get': blobResult, 'blobs.user.get': blobResult });
 
   function makeError(info) {
     const error = new Error(info.message);
@@ -376,7 +423,10 @@
       const entry = pending.get(id);
       if (entry === undefined) return;
       pending.delete(id);
-      if (ok) entry[0](payload === '' ? undefined : parse(payload));
+      if (ok) {
+        const value = payload === '' ? undefined : parse(payload);
+        entry[0](entry[2] === undefined ? value : entry[2](value));
+      }
       else entry[1](makeError(parse(payload)));
     },
 

@@ -4,12 +4,8 @@ clock, pagination, quotas and size limits, and the storage phase of the budget."
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +13,8 @@ from hypothesis import strategies as st
 
 from fazt.budget import Budget, BudgetPolicy
 from fazt.capabilities import Call, Capabilities, RawJson, Requested, StorageRequest
-from fazt.capabilities.kv import MAX_KEY_BYTES, KvStore, _prefix_end
+from fazt.capabilities._store import prefix_end as _prefix_end
+from fazt.capabilities.kv import MAX_KEY_BYTES, KvStore
 from fazt.errors import (
     AuthRequired,
     BudgetExceeded,
@@ -28,58 +25,7 @@ from fazt.errors import (
     ValueTooLarge,
 )
 from fazt.storage import Database, StorageSettings
-
-APP = "alpha"
-OTHER = "beta"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000_000
-
-    def __call__(self) -> int:
-        return self.now
-
-
-class Delay:
-    """The storage chaos seam: sleep before each job while ``seconds`` is set."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def __call__(self, _kind: str) -> None:
-        if self.seconds:
-            time.sleep(self.seconds)
-
-
-@pytest.fixture
-def delay() -> Delay:
-    return Delay()
-
-
-@pytest.fixture
-def db(tmp_path: Path, delay: Delay) -> Iterator[Database]:
-    database = Database.open(StorageSettings(path=tmp_path / "fazt.db",
-                                             key=secrets.token_bytes(32), readers=2,
-                                             fault_hook=delay))
-    try:
-        def apps(conn: Any) -> None:
-            for name in (APP, OTHER):
-                conn.execute("INSERT INTO apps (name, created_at) VALUES (?, 'now')", (name,))
-
-        trio.run(_write, database, apps)
-        yield database
-    finally:
-        database.close()
-
-
-async def _write(db: Database, fn: Any) -> Any:
-    return await db.write(fn, deadline=trio.current_time() + 10)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+from tests.capabilities.conftest import APP, OTHER, Clock, Delay, _write, caller
 
 
 @pytest.fixture
@@ -87,18 +33,9 @@ def store(db: Database, clock: Clock) -> KvStore:
     return KvStore(db, clock=clock, max_value_bytes=4096)
 
 
-def kv_call(store: KvStore, *, app: str = APP, quota: int | None = None, user: str | None = None,
-            request_s: float = 10.0) -> Any:
+def kv_call(store: KvStore, **kwargs: Any) -> Any:
     """A function calling kv methods as JS would: kv("set", "k", 1)."""
-    methods = store.provider().methods
-
-    async def call(method: str, *args: Any) -> Any:
-        budget = Budget.start(BudgetPolicy(request_s=request_s, storage_cap_s=request_s))
-        result = await methods[method](Call(app=app, budget=budget, user=user,
-                                            quota_bytes=quota), list(args))
-        return orjson.loads(bytes(result)) if isinstance(result, RawJson) else result
-
-    return call
+    return caller(store.provider(), **kwargs)
 
 
 async def test_get_set_delete_and_json_values(store: KvStore) -> None:

@@ -675,12 +675,12 @@ def test_policy_withhold_and_allow_via_cli(server: FaztServer, pol: str) -> None
     out = cli_ok(server, "app", "policy", pol, "--withhold", "kv")
     assert "withheld kv" in out
     assert "withheld by policy" in out
-    # the next request runs in a reloaded worker: the handler gets no kv at all
+    # the next request runs in a reloaded worker whose kv refuses every call, saying why
     seen = caps_of(server, pol)
-    assert seen["kv"] == "undefined"
-    assert seen["keys"] == ["budget", "log"]
-    assert_error(call(server, pol, "POST", "/api/op", json={"op": "get", "args": ["kept"]}),
-                 500, "js_error")
+    assert seen["kv"] == "object"
+    refused = op(server, pol, "get", "kept")
+    assert refused["ok"] is False and refused["code"] == "capability_not_granted"
+    assert "operator withholds 'kv'" in refused["message"]
     caps = policy(server, pol)
     assert caps["withheld"] == ["kv"]
     assert caps["granted"] == {}
@@ -735,7 +735,8 @@ def test_policy_reset(server: FaztServer, pol: str) -> None:
 @pytest.mark.parametrize(("body", "code", "needle"), [
     ({"withhold": ["db"]}, "bad_request", "unknown capability 'db'"),
     ({"allow": ["nope"]}, "bad_request", "unknown capability"),
-    ({"quota_mb": {"blobs": 3}}, "bad_request", "unknown capability"),
+    ({"quota_mb": {"files": 3}}, "bad_request", "unknown capability"),
+    ({"quota_mb": {"env": 3}}, "bad_request", "env has no quota"),
     ({"quota_mb": {"kv": 0}}, "bad_request", "from 1 to"),
     ({"quota_mb": {"kv": -1}}, "bad_request", "from 1 to"),
     ({"quota_mb": {"kv": "5"}}, "bad_request", "from 1 to"),

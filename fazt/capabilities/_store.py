@@ -1,0 +1,133 @@
+"""What the storage capabilities (kv, docs, blobs) share: argument checks, the quota ledger,
+and running a read or a write in the storage phase of the request's budget."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from fazt.budget import Phase
+from fazt.capabilities._registry import Call
+from fazt.errors import AuthRequired, CapabilityError, QuotaExceeded, ValueTooLarge
+from fazt.storage import Database
+
+USER_PREFIX = "u:"
+
+Clock = Callable[[], int]
+"""Unix time in milliseconds (a seam: tests move time forward)."""
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def scope_of(call: Call, label: str, *, user: bool) -> str:
+    """The rows' scope: '' for the app's own data, 'u:<user>' for the ``.user`` methods."""
+    if not user:
+        return ""
+    if not call.user:
+        raise AuthRequired(f"{label} needs a signed-in user")
+    return USER_PREFIX + call.user
+
+
+async def read(db: Database, call: Call, fn: Callable[[Any], Any]) -> Any:
+    with call.budget.fail_after(Phase.STORAGE) as scope:
+        return await db.read(fn, deadline=scope.deadline)
+
+
+async def write(db: Database, call: Call, fn: Callable[[Any], Any]) -> Any:
+    with call.budget.fail_after(Phase.STORAGE) as scope:
+        return await db.write(fn, deadline=scope.deadline)
+
+
+def arity(label: str, args: list[Any], low: int, high: int) -> list[Any]:
+    if not low <= len(args) <= high:
+        want = str(low) if low == high else f"{low} to {high}"
+        raise CapabilityError(f"{label} takes {want} argument{'' if high == 1 else 's'}, "
+                              f"got {len(args)}")
+    return args
+
+
+def options(label: str, value: Any, known: tuple[str, ...]) -> dict[str, Any]:
+    """An options object: only ``known`` keys; null values are as if absent."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CapabilityError(f"{label}: options must be an object")
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise CapabilityError(f"{label}: unknown option {unknown[0]!r} "
+                              f"(known: {', '.join(known)})")
+    return {k: v for k, v in value.items() if v is not None}
+
+
+def whole_number(label: str, name: str, value: Any, low: int, high: int) -> int:
+    """An integer option in [low, high] (JS numbers such as 10.0 count as whole)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CapabilityError(f"{label}: {name} must be a whole number from {low} to {high}")
+    return value
+
+
+def charge(conn: Any, call: Call, capability: str, label: str, delta: int) -> None:
+    """Add ``delta`` bytes to the app's usage of ``capability``; refuse growth past its quota.
+    Runs in the write's transaction, so the ledger and the data never disagree."""
+    if delta == 0:
+        return
+    row = conn.execute("SELECT bytes FROM app_usage WHERE app = ? AND capability = ?",
+                       (call.app, capability)).fetchone()
+    used = 0 if row is None else int(row[0])
+    if delta > 0 and call.quota_bytes is not None and used + delta > call.quota_bytes:
+        raise QuotaExceeded(f"{label}: the app's {capability} data would grow to "
+                            f"{used + delta} bytes, over its "
+                            f"{call.quota_bytes // (1024 * 1024)} MB quota")
+    conn.execute("INSERT INTO app_usage (app, capability, bytes) VALUES (?, ?, ?) "
+                 "ON CONFLICT DO UPDATE SET bytes = max(0, bytes + ?)",
+                 (call.app, capability, max(0, delta), delta))
+
+
+def json_text(label: str, what: str, value: Any, max_bytes: int) -> str:
+    """``value`` as JSON text, within ``max_bytes`` (UTF-8)."""
+    try:
+        data = orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:     # nested too deeply, an integer past 64 bits
+        raise CapabilityError(f"{label}: the {what} cannot be stored: {exc}") from None
+    if len(data) > max_bytes:
+        raise ValueTooLarge(f"{label}: the {what} is {len(data)} bytes as JSON, over the "
+                            f"{max_bytes}-byte limit")
+    return data.decode("utf-8")
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The smallest string above every string that starts with ``prefix`` (None: no bound)."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:     # surrogates are not text: skip them
+                nxt = 0xE000
+            return "".join(chars) + chr(nxt)
+    return None
+
+
+def encode_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_cursor(label: str, cursor: Any, max_key_bytes: int) -> str | None:
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str) or len(cursor) > 2 * max_key_bytes:
+        raise CapabilityError(f"{label}: invalid cursor")
+    try:
+        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_",
+                                validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise CapabilityError(f"{label}: invalid cursor") from exc
