@@ -76,7 +76,7 @@ class Config:
     kv_max_value_bytes: int = _setting(1 * MIB, low=1024, high=16 * MIB)
     kv_sweep_interval_s: float = _setting(60.0, low=0.05, high=86_400)
     docs_max_document_bytes: int = _setting(1 * MIB, low=1024, high=16 * MIB)
-    blobs_max_bytes: int = _setting(8 * MIB, low=1024, high=32 * MIB)
+    blobs_max_bytes: int = _setting(4 * MIB, low=1024, high=64 * MIB)
 
     @property
     def js_total_memory(self) -> int:

@@ -13,6 +13,7 @@ from fazt.capabilities._manifest import EnvRequest as EnvRequest
 from fazt.capabilities._manifest import Requested as Requested
 from fazt.capabilities._manifest import StorageRequest as StorageRequest
 from fazt.capabilities._manifest import parse_capabilities as parse_capabilities
+from fazt.capabilities._registry import Binary as Binary
 from fazt.capabilities._registry import Call as Call
 from fazt.capabilities._registry import Capabilities as Capabilities
 from fazt.capabilities._registry import Grant as Grant
@@ -23,6 +24,6 @@ from fazt.capabilities._registry import RawJson as RawJson
 from fazt.capabilities._settings import AppSettings as AppSettings
 from fazt.capabilities._settings import Policy as Policy
 
-__all__ = ["KNOWN", "AppSettings", "Call", "Capabilities", "EnvRequest", "Grant", "GrantLimits",
-           "Method", "Policy", "Provider", "RawJson", "Requested", "StorageRequest",
+__all__ = ["KNOWN", "AppSettings", "Binary", "Call", "Capabilities", "EnvRequest", "Grant",
+           "GrantLimits", "Method", "Policy", "Provider", "RawJson", "Requested", "StorageRequest",
            "parse_capabilities"]

@@ -39,6 +39,15 @@ class RawJson(bytes):
     """A result that is already JSON text (a stored value): sent to the worker as is."""
 
 
+@dataclass(frozen=True)
+class Binary:
+    """A result with bytes (a blob): ``value`` (JSON-able) reaches JS with ``data`` as its
+    ``data`` field, a Uint8Array, without passing through JSON or base64."""
+
+    value: Mapping[str, Any]
+    data: bytes
+
+
 @dataclass(frozen=True, kw_only=True)
 class Provider:
     """A capability's methods by the name JS calls them (``user.get`` is ``kv.user.get``)."""

@@ -8,7 +8,7 @@
     await blobs.url(key, {expiresIn: 3600})  -> "/_fazt/blobs/avatars/ann.png?expires=...&sig=..."
     blobs.user.put(...) ...                   the same, confined to the signed-in user
 
-Bytes cross the worker boundary as base64 (the worker's runtime encodes and decodes them).
+Bytes cross the worker boundary raw, beside the call's JSON (``Binary``), never as base64.
 A blob put with ``{public: true}`` is served to anyone at ``/_fazt/blobs/<key>`` on the app's
 host; any other blob only at a signed URL from ``url()``, valid until it expires (an HMAC of
 app, scope, key and expiry under a server secret kept in the database). Writes go through the
@@ -28,18 +28,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import orjson
 import trio
 
 from fazt.capabilities import _store
-from fazt.capabilities._registry import Call, Method, Provider, RawJson
+from fazt.capabilities._registry import Binary, Call, Method, Provider
 from fazt.capabilities._store import Clock, arity, options, wall_clock_ms, whole_number
 from fazt.errors import CapabilityError, KeyTooLarge, ValueTooLarge
 from fazt.storage import Database
 
 NAME = "blobs"
 MAX_KEY_BYTES = 1024
-MAX_BLOB_BYTES = 8 * 1024 * 1024
+MAX_BLOB_BYTES = 4 * 1024 * 1024
 LIST_DEFAULT = 100
 LIST_MAX = 1000
 URL_DEFAULT_S = 3600
@@ -159,9 +158,7 @@ class BlobStore:
         if row is None:
             return None
         data, content_type, size, sha, public, updated = row
-        meta = _meta(key, size, content_type, sha, bool(public), updated)
-        # The worker's runtime turns "data" (base64) into a Uint8Array.
-        return RawJson(orjson.dumps({**meta, "data": base64.b64encode(data).decode("ascii")}))
+        return Binary(_meta(key, size, content_type, sha, bool(public), updated), bytes(data))
 
     async def _delete(self, call: Call, scope: str, label: str, args: list[Any]) -> bool:
         key = _key(label, arity(label, args, 1, 1)[0])
@@ -271,6 +268,8 @@ def _key(label: str, key: Any) -> str:
 
 
 def _bytes_of(label: str, data: Any) -> tuple[bytes, str]:
+    if isinstance(data, bytes):         # a Uint8Array or ArrayBuffer argument
+        return data, BINARY_TYPE
     if isinstance(data, str):
         return data.encode("utf-8"), TEXT_TYPE
     if isinstance(data, dict) and set(data) == {"$bytes"} and isinstance(data["$bytes"], str):

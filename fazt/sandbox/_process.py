@@ -27,6 +27,7 @@ import orjson
 import trio
 
 from fazt.budget import Budget, Phase
+from fazt.capabilities import Binary
 from fazt.errors import (
     BudgetExceeded,
     CapabilityError,
@@ -439,11 +440,26 @@ class WorkerProcess:
                     capabilities: CapabilityHost) -> None:
         cid = header.get("cid")
         try:
+            binary, at = header.get("bin"), header.get("arg")
+            if binary is not None:      # one argument's bytes follow the JSON
+                if not isinstance(binary, int) or not 0 <= binary <= len(body) \
+                        or not isinstance(at, int):
+                    raise CapabilityError("malformed capability call")
+                body, raw = body[:len(body) - binary], body[len(body) - binary:]
             cap, method, args = orjson.loads(body)
             if not isinstance(cap, str) or not isinstance(method, str) \
                     or not isinstance(args, list):
                 raise CapabilityError("malformed capability call")
+            if isinstance(at, int):
+                if not 0 <= at < len(args):
+                    raise CapabilityError("malformed capability call")
+                args[at] = raw
             result = await capabilities(cap, method, args, budget)
+            if isinstance(result, Binary):      # JSON, then bytes the worker hands JS as is
+                self._post_quietly({"t": "res", "cid": cid, "ok": True,
+                                    "bin": len(result.data)},
+                                   orjson.dumps(dict(result.value)) + result.data)
+                return
             if result is None:
                 reply = b""
             elif isinstance(result, bytes):     # already JSON text (a stored value)

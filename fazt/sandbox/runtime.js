@@ -21,8 +21,8 @@
 
   // Capability arguments: as toServer, but NaN and Infinity (which JSON would turn into null,
   // so kv.increment('n', NaN) would add 1) are refused.
-  // Bytes (a Uint8Array, another typed array or DataView, an ArrayBuffer) travel as
-  // {"$bytes": base64} (blobs.put reads them so).
+  // Bytes (a Uint8Array, another typed array or DataView, an ArrayBuffer) inside an argument
+  // become {"$bytes": base64} (blobs.put reads them so; capCall sends a top-level one apart).
   const argument = function (key, value) {
     if (typeof value === 'number' && !Number.isFinite(value)) {
       const error = new TypeError(`capability arguments must be JSON: ${value} is not`);
@@ -30,14 +30,17 @@
       throw error;
     }
     if (typeof value === 'string') return value.toWellFormed();
-    if (value instanceof ArrayBuffer) return { $bytes: bytesToBase64(new Uint8Array(value)) };
-    if (ArrayBuffer.isView(value)) {
-      return {
-        $bytes: bytesToBase64(new Uint8Array(value.buffer, value.byteOffset, value.byteLength)),
-      };
-    }
-    return value;
+    const bytes = asBytes(value);
+    return bytes === null ? value : { $bytes: bytesToBase64(bytes) };
   };
+
+  function asBytes(value) {
+    if (value instanceof ArrayBuffer) return new Uint8Array(value);
+    if (ArrayBuffer.isView(value)) {
+      return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    }
+    return null;
+  }
 
   // -- base64 (pure JS: PythonMonkey's atob/btoa are Python functions whose errors carry
   //    host paths) -------------------------------------------------------------------------
@@ -45,19 +48,33 @@
   const B64_INDEX = new Int16Array(256).fill(-1);
   for (let i = 0; i < 64; i++) B64_INDEX[B64.charCodeAt(i)] = i;
 
+  // In chunks: appending four characters at a time builds a rope of millions of nodes, which
+  // ran a 128 MB worker out of memory on a 4 MB blob.
+  const B64_CODES = new Uint8Array(64);
+  for (let i = 0; i < 64; i++) B64_CODES[i] = B64.charCodeAt(i);
+  const B64_CHUNK = 3 * 4096;
+  const fromCharCode = String.fromCharCode;
+
   function bytesToBase64(bytes) {
-    let out = '';
-    let i = 0;
-    for (; i + 2 < bytes.length; i += 3) {
-      const n = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
-      out += B64[n >> 18] + B64[(n >> 12) & 63] + B64[(n >> 6) & 63] + B64[n & 63];
+    const parts = [];
+    const codes = new Uint16Array(B64_CHUNK / 3 * 4);
+    for (let start = 0; start < bytes.length; start += B64_CHUNK) {
+      const end = Math.min(start + B64_CHUNK, bytes.length);
+      let o = 0, i = start;
+      for (; i + 2 < end; i += 3) {
+        const n = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
+        codes[o++] = B64_CODES[n >> 18]; codes[o++] = B64_CODES[(n >> 12) & 63];
+        codes[o++] = B64_CODES[(n >> 6) & 63]; codes[o++] = B64_CODES[n & 63];
+      }
+      if (i < end) {                 // the last 1 or 2 bytes (only in the last chunk)
+        const n = (bytes[i] << 16) | ((i + 1 < end ? bytes[i + 1] : 0) << 8);
+        codes[o++] = B64_CODES[n >> 18]; codes[o++] = B64_CODES[(n >> 12) & 63];
+        codes[o++] = i + 1 < end ? B64_CODES[(n >> 6) & 63] : 61;   // '='
+        codes[o++] = 61;
+      }
+      parts.push(fromCharCode.apply(null, codes.subarray(0, o)));
     }
-    if (i < bytes.length) {
-      const n = (bytes[i] << 16) | ((i + 1 < bytes.length ? bytes[i + 1] : 0) << 8);
-      out += B64[n >> 18] + B64[(n >> 12) & 63] +
-        (i + 1 < bytes.length ? B64[(n >> 6) & 63] : '=') + '=';
-    }
-    return out;
+    return parts.join('');
   }
 
   function base64ToBytes(text) {
@@ -112,10 +129,13 @@
     return new Uint8Array(out);
   }
 
-  // Invalid sequences become U+FFFD, as TextDecoder does.
+  // Invalid sequences become U+FFFD, as TextDecoder does. Built in chunks of UTF-16 code
+  // units (a string per character, or an array of numbers, runs a worker out of memory on a
+  // few MB).
   function utf8Decode(bytes) {
     const parts = [];
-    let chunk = [];
+    const units = new Uint16Array(8192 + 2);
+    let o = 0;
     for (let i = 0; i < bytes.length;) {
       const b = bytes[i];
       let c = 0xfffd, n = 1;
@@ -132,11 +152,14 @@
           (bytes[i + 3] & 63);
         if (v >= 0x10000 && v <= 0x10ffff) { c = v; n = 4; }
       }
-      chunk.push(c);
-      if (chunk.length === 8192) { parts.push(String.fromCodePoint.apply(null, chunk)); chunk = []; }
+      if (c > 0xffff) {
+        units[o++] = 0xd800 + ((c - 0x10000) >> 10);
+        units[o++] = 0xdc00 + ((c - 0x10000) & 1023);
+      } else units[o++] = c;
+      if (o >= 8192) { parts.push(fromCharCode.apply(null, units.subarray(0, o))); o = 0; }
       i += n;
     }
-    parts.push(String.fromCodePoint.apply(null, chunk));
+    parts.push(fromCharCode.apply(null, units.subarray(0, o)));
     return parts.join('');
   }
 
@@ -176,7 +199,14 @@
 
   function capCall(cap, method, args) {
     return new Promise(function (resolve, reject) {
-      const id = call(stringify([cap, method, args], argument));
+      // The first bytes argument (blobs.put's data) goes beside the JSON: the host function
+      // gets it as a memoryview of the array's memory (no copy, no base64).
+      let binary = '', at = -1;
+      for (let i = 0; i < args.length && at < 0; i++) {
+        const bytes = asBytes(args[i]);
+        if (bytes !== null) { binary = bytes; at = i; args[i] = null; }
+      }
+      const id = call(stringify([cap, method, args], argument), binary, at);
       if (typeof id === 'string') {          // refused at once (no request, bad arguments)
         reject(makeError(parse(id)));
         return;
@@ -185,10 +215,9 @@
     });
   }
 
-  // Results that need more than JSON: a blob's data arrives as base64.
-  function blobResult(blob) {
-    if (blob === null) return null;
-    const data = base64ToBytes(blob.data);
+  // Results with bytes (a blob's data): the worker hands them over as a Uint8Array.
+  function blobResult(blob, data) {
+    if (blob === null || blob === undefined) return null;
     blob.data = data;
     blob.text = function () { return utf8Decode(data); };
     return blob;
@@ -419,13 +448,13 @@
         }, function (error) { done(rid, false, describe(error)); });
     },
 
-    deliver: function (id, ok, payload) {
+    deliver: function (id, ok, payload, data) {
       const entry = pending.get(id);
       if (entry === undefined) return;
       pending.delete(id);
       if (ok) {
         const value = payload === '' ? undefined : parse(payload);
-        entry[0](entry[2] === undefined ? value : entry[2](value));
+        entry[0](entry[2] === undefined ? value : entry[2](value, data));
       }
       else entry[1](makeError(parse(payload)));
     },

@@ -138,6 +138,7 @@ class Worker:
         self._in = proto_in
         self._out = proto_out
         self._reader = FrameReader()
+        self._moved = 0          # bytes through the pipes since the last GC (see _collect)
         self.loop = JobLoop()
         asyncio.events._set_running_loop(self.loop)  # type: ignore[arg-type]
         self.watchdog = Watchdog(parent_pid)
@@ -180,7 +181,12 @@ class Worker:
                   line.encode("utf-8", "replace"), now=True)
 
     @_host_function('{"code": "internal", "message": "capability call failed"}')
-    def _on_call(self, text: str) -> float | str:
+    def _on_call(self, text: str, binary: Any = "", at: float = -1) -> float | str:
+        """A capability call: ``text`` is [cap, method, args] as JSON; when ``at`` >= 0,
+        ``binary`` is the ``at``-th argument's bytes (PythonMonkey hands a Uint8Array over as a
+        memoryview of its memory) and its place in the JSON holds null. The bytes travel raw
+        after the JSON: JSON.stringify of a multi-MB base64 string does not fit in a 128 MB
+        worker (SpiderMonkey's JSON quoting reserves several times the string's size)."""
         request = self.loop.current
         if request is None or request.finished:
             return orjson.dumps({"code": "no_request", "message": "capabilities can only be "
@@ -192,7 +198,13 @@ class Worker:
         cid = self._next_call
         request.calls.add(cid)
         self.calls[cid] = request
-        self.send({"t": "call", "rid": request.id, "cid": cid}, str(text).encode(), now=True)
+        body = str(text).encode()
+        header: dict[str, Any] = {"t": "call", "rid": request.id, "cid": cid}
+        if at >= 0:
+            raw = bytes(memoryview(binary))
+            header["bin"], header["arg"] = len(raw), int(at)
+            body += raw
+        self.send(header, body, now=True)
         return cid
 
     @_host_function(0.0)
@@ -223,6 +235,7 @@ class Worker:
         slice may run for seconds: nothing may wait through one), before the loop waits, and
         at once with ``now`` (log lines and capability calls, sent mid-slice)."""
         self._outbox.append(encode(header, body))
+        self._moved += len(body)
         if now:
             self.flush()
 
@@ -311,7 +324,13 @@ class Worker:
             if owner is None or owner.finished:
                 return
             owner.calls.discard(cid)
-            self.run_slice(owner, self._deliver, cid, bool(header["ok"]), body.decode())
+            binary = header.get("bin")
+            if binary:      # the result's bytes follow its JSON; JS gets them as a Uint8Array
+                cut = len(body) - int(binary)
+                self.run_slice(owner, self._deliver, cid, True, body[:cut].decode(),
+                               bytearray(body[cut:]))
+            else:
+                self.run_slice(owner, self._deliver, cid, bool(header["ok"]), body.decode())
         elif kind == "cancel":
             cancelled = self.requests.get(int(header["id"]))
             if cancelled is not None:
@@ -379,14 +398,26 @@ class Worker:
             else:
                 timeout = self._next_expiry()
             self.flush()
+            if self._moved >= GC_AFTER_BYTES and not self.requests and not self.loop.ready:
+                self._collect()
             readable, _, _ = select.select([self._in], [], [], timeout)
             if readable:
                 data = os.read(self._in, 1 << 20)
                 if not data:
                     return               # the server closed the pipe: exit
+                self._moved += len(data)
                 for header, body in self._reader.feed(data):
                     self.handle(header, body)
             self._expire()
+
+    def _collect(self) -> None:
+        """A full GC while idle. SpiderMonkey collects by its own heap heuristics, which know
+        nothing of RLIMIT_DATA: garbage from a few large values (strings, the bytes of a blob)
+        piles up until an allocation fails, and the request making it gets js_memory. A GC
+        costs ~1.4 ms, so it runs only after GC_AFTER_BYTES have crossed the pipe (large
+        values cross it) and only with no request in flight."""
+        self._moved = 0
+        self._pm.collect()
 
     def _next_expiry(self) -> float | None:
         if not self.requests:
@@ -399,6 +430,7 @@ class Worker:
             self._finish(request, {"t": "fail", "id": request.id, "code": "js_timeout"})
 
 
+GC_AFTER_BYTES = 4 * 1024 * 1024
 _THROWN_OOM = '{"name":"thrown value","message":"out of memory"'
 
 
