@@ -415,7 +415,8 @@ class Worker:
         nothing of RLIMIT_DATA: garbage from a few large values (strings, the bytes of a blob)
         piles up until an allocation fails, and the request making it gets js_memory. A GC
         costs ~1.4 ms, so it runs only after GC_AFTER_BYTES have crossed the pipe (large
-        values cross it) and only with no request in flight."""
+        values cross it: with 1 MB kv values and no GC, every third or fourth request failed)
+        and only with no request in flight."""
         self._moved = 0
         self._pm.collect()
 
@@ -430,7 +431,7 @@ class Worker:
             self._finish(request, {"t": "fail", "id": request.id, "code": "js_timeout"})
 
 
-GC_AFTER_BYTES = 4 * 1024 * 1024
+GC_AFTER_BYTES = 1024 * 1024
 _THROWN_OOM = '{"name":"thrown value","message":"out of memory"'
 
 
