@@ -58,7 +58,7 @@ from fazt.http import (
 )
 from fazt.nursery import RestartPolicy, ServiceCrashed, Supervisor
 from fazt.sandbox import Sandbox, SandboxSettings
-from fazt.storage import Database, StorageSettings, lock_data_dir, resolve_key
+from fazt.storage import Chaos, Database, StorageSettings, lock_data_dir, resolve_key
 
 log = logging.getLogger("fazt")
 
@@ -84,6 +84,11 @@ class StorageService:
         self._config = config
         self.db: Database | None = None
         self.fresh = False
+        # the chaos seam, only when chaos is on (the config refuses it in production)
+        self.chaos: Chaos | None = Chaos() if config.chaos else None
+        if config.chaos or config.test_user_header:
+            log.warning("testing hooks are on (chaos=%s, test_user_header=%s): never expose "
+                        "this server", config.chaos, config.test_user_header)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with lock_data_dir(self._config.data_dir):
@@ -99,6 +104,7 @@ class StorageService:
             readers=config.storage_readers,
             busy_timeout_ms=config.storage_busy_timeout_ms,
             batch_max=config.storage_batch_max,
+            fault_hook=self.chaos,
         )
         db = await trio.to_thread.run_sync(Database.open, settings)
         self.db = db
@@ -220,13 +226,14 @@ class WebService:
         assert logs is not None and sandbox is not None and capabilities is not None, \
             "applog, sandbox and data must start first"
         ctx = AdminContext(config=config, db=db, hosting=hosting, tokens=tokens, logs=logs,
-                           capabilities=capabilities, started_at=time.monotonic())
+                           capabilities=capabilities, started_at=time.monotonic(),
+                           chaos=self._storage.chaos)
         api = ApiGateway(sandbox=sandbox, hosting=hosting, policy=budget_policy(config),
                          limits=ApiLimits(max_body_bytes=config.max_api_body_bytes,
                                           max_response_bytes=config.max_api_response_bytes,
                                           memory_mb_default=config.js_memory_mb,
                                           memory_mb_max=config.js_memory_mb_max),
-                         capabilities=capabilities,
+                         capabilities=capabilities, test_users=config.test_user_header,
                          log_sink=lambda app, level, message, request_id: logs.append(
                              app, level, message, request_id=request_id))
         root = RootApp(domain=config.domain, admin=create_admin_app(ctx),  # type: ignore[arg-type]

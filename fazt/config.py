@@ -23,6 +23,8 @@ MIB = 2**20
 CONFIG_FILE = "fazt.toml"
 ENV_PREFIX = "FAZT_"
 DATA_DIR_ENV = "FAZT_HOME"
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True,
+          "0": False, "false": False, "no": False, "off": False}
 
 
 def _setting(default: Any, *, low: float | None = None, high: float | None = None,
@@ -75,6 +77,9 @@ class Config:
     app_quota_mb_max: int = _setting(1024, low=1, high=1_048_576)
     kv_max_value_bytes: int = _setting(1 * MIB, low=1024, high=16 * MIB)
     kv_sweep_interval_s: float = _setting(60.0, low=0.05, high=86_400)
+    production: bool = _setting(False)
+    chaos: bool = _setting(False)
+    test_user_header: bool = _setting(False)
     docs_max_document_bytes: int = _setting(1 * MIB, low=1024, high=16 * MIB)
     blobs_max_bytes: int = _setting(4 * MIB, low=1024, high=64 * MIB)
 
@@ -183,6 +188,12 @@ def _coerce(fld: dataclasses.Field[Any], value: Any, source: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             out = float(value)
+        elif kind == "bool":
+            if isinstance(value, str) and value.strip().lower() in _BOOLS:
+                value = _BOOLS[value.strip().lower()]
+            if not isinstance(value, bool):
+                raise ValueError
+            out = value
         elif kind == "Path":
             out = Path(value)
         else:
@@ -217,3 +228,8 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError("app_quota_mb cannot exceed app_quota_mb_max")
     if config.max_file_bytes > config.max_app_bytes:
         raise ConfigError("max_file_bytes cannot exceed max_app_bytes")
+    if config.production:
+        for hook in ("chaos", "test_user_header"):
+            if getattr(config, hook):
+                raise ConfigError(f"{hook} is a testing hook: it cannot be on in production "
+                                  "(production = true)")

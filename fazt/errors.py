@@ -327,9 +327,10 @@ class DocumentExists(CapabilityError):
     http_status = 409
 
 
-def capability_error_for(code: str, message: str) -> CapabilityError | None:
-    """The CapabilityError with this code, for an error the handler did not catch."""
-    stack: list[type[CapabilityError]] = [CapabilityError]
+def capability_error_for(code: str, message: str) -> FaztError | None:
+    """The CapabilityError or StorageError with this code, for an error a capability call
+    raised and the handler did not catch: the client gets its status and code."""
+    stack: list[type[FaztError]] = [CapabilityError, StorageError]
     while stack:
         cls = stack.pop()
         if cls.code == code:

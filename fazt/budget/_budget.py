@@ -9,8 +9,11 @@ that draw from it:
     respond  writing the response     ``respond_reserve_s`` is kept back for it
 
 Every phase except ``respond`` ends ``respond_reserve_s`` before the request deadline, so a
-request that ran out of time can still say so. An operation whose phase cannot give it
-``min_op_s`` fails *before* it starts (admission control) instead of wasting the remainder.
+request that ran out of time can still say so. A capability call (storage, net) ends another
+``handoff_s`` earlier: its error must reach the handler, and the handler's answer the server,
+before the JS deadline - else a storage call that used up the budget looked like a JS timeout.
+An operation whose phase cannot give it ``min_op_s`` fails *before* it starts (admission
+control) instead of wasting the remainder.
 Expiry raises ``BudgetExceeded(phase=...)`` when the phase's scope exits, the way
 ``trio.fail_after`` raises ``TooSlowError``; ``trio.Cancelled`` itself is never caught.
 """
@@ -43,6 +46,7 @@ class BudgetPolicy:
     storage_cap_s: float = 3.0
     net_cap_s: float = 4.0
     respond_reserve_s: float = 0.1
+    handoff_s: float = 0.05
     min_op_s: float = 0.005
 
     def __post_init__(self) -> None:
@@ -99,6 +103,8 @@ class Budget:
         now = trio.current_time()
         end = self.deadline if phase is Phase.RESPOND else \
             self.deadline - self.policy.respond_reserve_s
+        if phase in (Phase.STORAGE, Phase.NET):
+            end -= self.policy.handoff_s
         return min(now + self.policy.cap_s(phase), end)
 
     @contextmanager

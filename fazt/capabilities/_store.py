@@ -37,12 +37,12 @@ def scope_of(call: Call, label: str, *, user: bool) -> str:
 
 async def read(db: Database, call: Call, fn: Callable[[Any], Any]) -> Any:
     with call.budget.fail_after(Phase.STORAGE) as scope:
-        return await db.read(fn, deadline=scope.deadline)
+        return await db.read(fn, deadline=scope.deadline, tag=call.app)
 
 
 async def write(db: Database, call: Call, fn: Callable[[Any], Any]) -> Any:
     with call.budget.fail_after(Phase.STORAGE) as scope:
-        return await db.write(fn, deadline=scope.deadline)
+        return await db.write(fn, deadline=scope.deadline, tag=call.app)
 
 
 def arity(label: str, args: list[Any], low: int, high: int) -> list[Any]:

@@ -25,7 +25,7 @@ from fazt.errors import FaztError, InvalidJson, PayloadTooLarge, Unauthorized, U
 from fazt.hosting import Hosting
 from fazt.http._responses import error_body
 from fazt.http._root import request_id_of
-from fazt.storage import Database
+from fazt.storage import Chaos, Database
 
 log = logging.getLogger("fazt.http.admin")
 
@@ -43,6 +43,7 @@ class AdminContext:
     logs: AppLogStore
     capabilities: Capabilities
     started_at: float   # time.monotonic() at start
+    chaos: Chaos | None = None      # the storage chaos seam (the chaos setting)
 
 
 def json_response(data: Any, status: int = 200) -> Response:

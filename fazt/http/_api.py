@@ -23,7 +23,7 @@ import trio
 
 from fazt.budget import Budget, BudgetPolicy
 from fazt.capabilities import Capabilities
-from fazt.errors import InvalidJson, JsError, NotFound, PayloadTooLarge
+from fazt.errors import BadRequest, InvalidJson, JsError, NotFound, PayloadTooLarge
 from fazt.hosting import Hosting, Site
 from fazt.http._responses import Headers, Receive, Scope, Send, cancel_on_disconnect
 from fazt.sandbox import AppCode, JsRequest, LogSink, Sandbox
@@ -38,6 +38,8 @@ _RESERVED_HEADERS = frozenset({
     "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
     "trailer", "proxy-connection", "x-request-id", "set-cookie", "date", "server"})
 _MAX_HEADERS = 100
+TEST_USER_HEADER = b"x-fazt-test-user"
+_TEST_USER = re.compile(r"[A-Za-z0-9_.@:-]{1,128}")
 _SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
 
 
@@ -52,7 +54,8 @@ class ApiLimits:
 class ApiGateway:
     def __init__(self, *, sandbox: Sandbox, hosting: Hosting, policy: BudgetPolicy,
                  limits: ApiLimits, capabilities: Capabilities,
-                 log_sink: LogSink | None = None) -> None:
+                 log_sink: LogSink | None = None, test_users: bool = False) -> None:
+        self._test_users = test_users
         self._sandbox = sandbox
         self._hosting = hosting
         self._policy = policy
@@ -72,6 +75,7 @@ class ApiGateway:
                               request_s=None if request_ms is None else request_ms / 1000)
 
         grant = self._capabilities.grant(site.app, site.manifest.capabilities)
+        user = _test_user(scope) if self._test_users else None
 
         async def load_code() -> AppCode:
             return await self._load_code(site)
@@ -92,7 +96,8 @@ class ApiGateway:
                 outcome = await self._sandbox.handle(
                     app=site.app, deploy_id=site.deploy_id, generation=site.generation,
                     load_code=load_code, request=request, budget=budget,
-                    capabilities=self._capabilities.host_for(grant), on_slow=watch_client)
+                    capabilities=self._capabilities.host_for(grant, user=user),
+                    on_slow=watch_client)
                 nursery.cancel_scope.cancel(reason="handler finished")
         except BaseExceptionGroup as group:
             # trio wraps the handler's error in an ExceptionGroup (strict exception groups).
@@ -340,3 +345,16 @@ def _parse_cookies(header: str) -> dict[str, str]:
     except Exception:   # noqa: BLE001 - http.cookies raises several types on junk
         return {}
     return {name: morsel.value for name, morsel in jar.items()}
+
+
+def _test_user(scope: Scope) -> str | None:
+    """The signed-in user a test names (the ``test_user_header`` setting; never in
+    production): the per-user scopes (kv.user ...) are testable before sign-in exists."""
+    for name, value in scope["headers"]:
+        if name == TEST_USER_HEADER:
+            user: str = value.decode("latin-1")
+            if not _TEST_USER.fullmatch(user):
+                raise BadRequest(f"{TEST_USER_HEADER.decode()} must be 1 to 128 letters, digits "
+                                 "and _ . @ : -")
+            return user
+    return None

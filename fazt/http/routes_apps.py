@@ -15,11 +15,13 @@ from fazt.errors import (
     AppNotFound,
     BadRequest,
     BudgetExceeded,
+    Forbidden,
     StorageError,
     UnsupportedMediaType,
 )
 from fazt.hosting import validate_app_name
 from fazt.http._admin import AdminContext, json_response, read_body, read_json
+from fazt.storage import Chaos, Fault
 
 log = logging.getLogger("fazt.http.admin")
 
@@ -105,6 +107,40 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
             raise BadRequest("\"set\" must be an object of NAME: value")
         env = await settings.update_env(name, set_values=values, unset=_names(body, "unset"))
         return json_response({"app": name, "env": dict(env)})
+
+    # -- chaos (only when the server runs with chaos = true) ---------------------------------
+
+    def chaos_on() -> Chaos:
+        if ctx.chaos is None:
+            raise Forbidden("chaos is off: start the server with FAZT_CHAOS=1 (chaos = true; "
+                            "never in production)")
+        return ctx.chaos
+
+    def chaos_state(name: str, chaos: Chaos) -> Response:
+        fault = chaos.get(name)
+        return json_response({"app": name, "fault": fault.to_json() if fault else None,
+                              "injected": chaos.injected(name)})
+
+    @app.get("/api/apps/<name>/chaos")
+    async def get_chaos(name: str) -> Response:
+        chaos = chaos_on()
+        await require_app(name)
+        return chaos_state(name, chaos)
+
+    @app.put("/api/apps/<name>/chaos")
+    async def set_chaos(name: str) -> Response:
+        chaos = chaos_on()
+        fault = Fault.from_json(await read_json(config.max_api_body_bytes))
+        await require_app(name)
+        chaos.set(name, fault)
+        return chaos_state(name, chaos)
+
+    @app.delete("/api/apps/<name>/chaos")
+    async def clear_chaos(name: str) -> Response:
+        chaos = chaos_on()
+        await require_app(name)
+        chaos.set(name, None)
+        return chaos_state(name, chaos)
 
     async def require_app(name: str) -> None:
         if not await hosting.app_exists(validate_app_name(name)):

@@ -7,6 +7,8 @@ Every operation takes an absolute trio deadline and is interrupted when it passe
 
 from ._backup import BackupResult as BackupResult
 from ._backup import backup_database as backup_database
+from ._chaos import Chaos as Chaos
+from ._chaos import Fault as Fault
 from ._connect import open_connection as open_connection
 from ._database import Database as Database
 from ._database import StorageSettings as StorageSettings
@@ -17,7 +19,9 @@ from ._lock import lock_data_dir as lock_data_dir
 
 __all__ = [
     "BackupResult",
+    "Chaos",
     "Database",
+    "Fault",
     "StorageSettings",
     "StorageStats",
     "backup_database",

@@ -32,8 +32,9 @@ T = TypeVar("T")
 @dataclass(frozen=True, kw_only=True)
 class StorageSettings:
     """How to open the database. ``fault_hook`` is the chaos seam: when set, it is called in the
-    worker thread with ``"read"`` or ``"write"`` right before each job's fn runs (it may sleep or
-    raise; what it raises fails that job). Always None in production."""
+    worker thread with ``"read"`` or ``"write"`` and the Job right before each job's fn runs
+    (it may sleep - watching ``job.should_stop()`` - or raise; what it raises fails that job;
+    ``job.tag`` says whose job it is). None unless the server runs with chaos on."""
 
     path: Path
     key: bytes
@@ -41,7 +42,7 @@ class StorageSettings:
     busy_timeout_ms: int = 3000
     batch_max: int = 256
     migrations_dir: Path | None = None
-    fault_hook: Callable[[str], None] | None = None
+    fault_hook: Callable[[str, Job[Any]], None] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,18 +108,20 @@ class Database:
         readers.start()
         return cls(settings=settings, writer=writer, readers=readers)
 
-    async def read(self, fn: Callable[[Connection], T], *, deadline: float) -> T:
+    async def read(self, fn: Callable[[Connection], T], *, deadline: float,
+                   tag: str | None = None) -> T:
         """Run ``fn(conn)`` on a reader connection in one read transaction (one snapshot).
 
         ``deadline`` is absolute, on the ``trio.current_time()`` clock. Raises
         BudgetExceeded(phase="storage") when it passes (a running query is interrupted),
         StorageClosed after ``close()``, the translated sqlite error, or what ``fn`` raised.
         ``fn`` must fetch what it needs before returning: the transaction ends right after it.
+        ``tag`` names whose work it is (an app), for the chaos seam.
         """
-        return await self._submit(self._readers.submit, fn, deadline)
+        return await self._submit(self._readers.submit, fn, deadline, tag=tag)
 
     async def write(self, fn: Callable[[Connection], T], *, deadline: float,
-                    on_done: Callable[[], None] | None = None) -> T:
+                    on_done: Callable[[], None] | None = None, tag: str | None = None) -> T:
         """Run ``fn(conn)`` on the write connection inside a group-commit transaction.
 
         Returns only after the batch holding this write has committed: a returned write is
@@ -133,7 +136,7 @@ class Database:
         called in the trio thread when the write has ended either way, even after the caller
         left (never if the database closed first): caches drop what the write changed there.
         """
-        return await self._submit(self._writer.submit, fn, deadline, on_done)
+        return await self._submit(self._writer.submit, fn, deadline, on_done, tag)
 
     async def _submit(
         self,
@@ -141,12 +144,14 @@ class Database:
         fn: Callable[[Connection], T],
         deadline: float,
         on_done: Callable[[], None] | None = None,
+        tag: str | None = None,
     ) -> T:
         if trio.current_time() >= deadline:
             await trio.lowlevel.checkpoint()
             raise storage_timeout()
         job = Job.for_trio_deadline(fn, deadline=deadline)
         job.on_done = on_done
+        job.tag = tag
         with self._lock:
             closed = self._closed
             if not closed:

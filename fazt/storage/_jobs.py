@@ -42,6 +42,7 @@ class Job(Generic[T]):
         "done",
         "fn",
         "on_done",
+        "tag",
         "token",
     )
 
@@ -56,6 +57,7 @@ class Job(Generic[T]):
         self.deadline_monotonic = deadline_monotonic
         self.token = token
         self.abandoned = False  # written by the trio side only
+        self.tag: str | None = None  # whose work this is (an app): the chaos seam reads it
         self.done = trio.Event()  # set in the trio thread, after the outcome is stored
         # called in the trio thread once the job has ended (committed, failed or skipped), even
         # when its caller has already left: how a cache learns that a late write committed

@@ -29,7 +29,7 @@ class ReaderPool:
     """Reader threads consuming one shared queue."""
 
     def __init__(
-        self, conns: Sequence[Connection], *, fault_hook: Callable[[str], None] | None
+        self, conns: Sequence[Connection], *, fault_hook: Callable[[str, Job[Any]], None] | None
     ) -> None:
         self._conns = list(conns)
         self._fault_hook = fault_hook
@@ -92,7 +92,7 @@ class ReaderPool:
     def _run_job(self, conn: Connection, guard: InterruptGuard, job: Job[Any]) -> None:
         try:
             if self._fault_hook is not None:
-                self._fault_hook("read")
+                self._fault_hook("read", job)
             if job.should_stop():
                 job.set_error(storage_timeout())
                 return

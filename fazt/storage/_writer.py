@@ -47,7 +47,7 @@ class Writer:
         conn: Connection,
         *,
         batch_max: int,
-        fault_hook: Callable[[str], None] | None,
+        fault_hook: Callable[[str, Job[Any]], None] | None,
     ) -> None:
         self._conn = conn
         self._guard = InterruptGuard(conn)
@@ -159,7 +159,7 @@ class Writer:
         in_savepoint = False
         try:
             if self._fault_hook is not None:
-                self._fault_hook("write")
+                self._fault_hook("write", job)
             if job.should_stop():
                 return storage_timeout()
             conn.execute("SAVEPOINT job")

@@ -16,6 +16,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -282,7 +283,8 @@ async def test_failed_write_drops_counts_and_the_loop_goes_on(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     failed = threading.Event()
 
-    def fail_first_write(kind: str) -> None:   # the storage seam: runs in the writer thread
+    # the storage seam: runs in the writer thread
+    def fail_first_write(kind: str, _job: Any = None) -> None:
         if kind == "write" and not failed.is_set():
             failed.set()
             raise StorageFull("disk full")

@@ -29,8 +29,18 @@ async def test_a_phase_never_runs_into_the_respond_reserve(autojump_clock) -> No
     with pytest.raises(BudgetExceeded) as info, budget.fail_after(Phase.NET):
         await trio.sleep(100)
     assert info.value.code == "net_timeout"
-    assert trio.current_time() - start == pytest.approx(2.0 - 0.1)
-    assert budget.remaining() == pytest.approx(0.1)
+    # a capability call also leaves handoff_s for its error to reach the handler
+    assert trio.current_time() - start == pytest.approx(2.0 - 0.1 - POLICY.handoff_s)
+    assert budget.remaining() == pytest.approx(0.1 + POLICY.handoff_s)
+
+
+async def test_capability_phases_end_a_handoff_before_js(autojump_clock) -> None:
+    budget = Budget.start(POLICY)
+    await trio.sleep(9)
+    assert budget.phase_deadline(Phase.JS) == pytest.approx(budget.deadline - 0.1)
+    for phase in (Phase.STORAGE, Phase.NET):
+        assert budget.phase_deadline(phase) == pytest.approx(
+            budget.deadline - 0.1 - POLICY.handoff_s)
 
 
 async def test_respond_may_use_the_reserve(autojump_clock) -> None:

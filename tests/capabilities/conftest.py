@@ -35,7 +35,7 @@ class Delay:
     def __init__(self) -> None:
         self.seconds = 0.0
 
-    def __call__(self, _kind: str) -> None:
+    def __call__(self, _kind: str, _job: Any = None) -> None:
         if self.seconds:
             time.sleep(self.seconds)
 

@@ -6,6 +6,7 @@ import secrets
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -27,7 +28,7 @@ class WriterGates:
         self.third_entered = threading.Event()
         self.release_third = threading.Event()
 
-    def __call__(self, kind: str) -> None:
+    def __call__(self, kind: str, _job: Any = None) -> None:
         if kind != "write" or not self.armed:
             return
         self.calls += 1

@@ -104,7 +104,7 @@ class Gate:
         self._used = False
         self._lock = threading.Lock()
 
-    def __call__(self, kind: str) -> None:
+    def __call__(self, kind: str, _job: Any = None) -> None:
         if kind != self.kind:
             return
         with self._lock:

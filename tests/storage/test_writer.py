@@ -347,7 +347,7 @@ async def test_locked_database_is_storage_busy_then_recovers(
 async def test_fault_hook_error_fails_only_that_job(
     make_settings: Callable[..., StorageSettings],
 ) -> None:
-    def hook(kind: str) -> None:
+    def hook(kind: str, _job: Any = None) -> None:
         if kind == "write" and failures:
             raise failures.pop()
 
