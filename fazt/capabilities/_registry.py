@@ -131,15 +131,13 @@ class Capabilities:
                      policy=policy)
 
     def worker_caps(self, grant: Grant) -> dict[str, list[str]]:
-        """Capability name -> method names, as the worker builds its frozen ``caps``. A
-        capability the manifest requests but the operator withholds is there too: its calls
-        fail with ``capability_not_granted`` saying so (a missing ``caps.kv`` would be a
-        TypeError that tells the app's author nothing)."""
-        names = set(grant.capabilities)
-        if grant.requested is not None:
-            names |= set(grant.requested.items)
-        return {name: sorted(self._providers[name].methods) for name in sorted(names)
-                if name in self._providers}
+        """Capability name -> method names, as the worker builds its frozen ``caps``: every
+        provider's, granted or not. A call to one the grant lacks fails in ``host_for`` with
+        ``capability_not_granted``, naming the manifest entry to add or saying the operator
+        withholds it (a missing ``caps.docs`` would be a TypeError that tells the app's author
+        nothing)."""
+        return {name: sorted(provider.methods)
+                for name, provider in sorted(self._providers.items())}
 
     def host_for(self, grant: Grant, *, user: str | None = None
                  ) -> Callable[[str, str, list[Any], Budget], Awaitable[Any]]:

@@ -49,7 +49,7 @@ METHODS = ("put", "get", "delete", "list", "url")
 TEXT_TYPE = "text/plain; charset=utf-8"
 BINARY_TYPE = "application/octet-stream"
 # A content type: type/subtype and parameters, printable ASCII, no CR/LF (it becomes a header)
-CONTENT_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;[ -~]*)?")
+CONTENT_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+( *;[ -~]*)?")
 MAX_CONTENT_TYPE = 255
 _SIG_BYTES = 16
 
@@ -229,7 +229,8 @@ class BlobStore:
         if it carries a bad or expired one, None if it carries none (public blobs only)."""
         if sig is None and expires is None and not scope:
             return None
-        if sig is None or expires is None or not expires.isdigit() or len(expires) > 12:
+        if sig is None or expires is None or not (expires.isascii() and expires.isdigit()) \
+                or len(expires) > 12 or not sig.isascii():
             return False
         if int(expires) < self._clock() // 1000:
             return False

@@ -29,7 +29,7 @@ async def serve_blob(scope: Scope, send: Send, *, blobs: BlobStore, app: str,
     if method not in ("GET", "HEAD"):
         raise MethodNotAllowed(f"{method} is not allowed on a blob URL (GET or HEAD)")
     key = _key(scope_path_bytes(scope))
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), max_num_fields=8)
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     user_scope = _one(query, "scope") or ""
     signed = blobs.check_url(app, key, scope=user_scope, expires=_one(query, "expires"),
                              sig=_one(query, "sig"))

@@ -453,7 +453,7 @@ class WorkerProcess:
             if isinstance(at, int):
                 if not 0 <= at < len(args):
                     raise CapabilityError("malformed capability call")
-                args[at] = raw
+                args[at] = raw.decode("utf-8") if header.get("text") else raw
             result = await capabilities(cap, method, args, budget)
             if isinstance(result, Binary):      # JSON, then bytes the worker hands JS as is
                 self._post_quietly({"t": "res", "cid": cid, "ok": True,

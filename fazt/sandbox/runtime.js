@@ -11,6 +11,7 @@
   const parse = JSON.parse;
   const freeze = Object.freeze;
   const MAX_LOG_CHARS = 8192;
+  const LONG_STRING = 65536;     // a string argument this long travels beside the JSON
 
   // JSON text for the server: a lone surrogate would make it unreadable there (a handler
   // returning or throwing one looked like a crashed worker), so strings are made well formed.
@@ -129,9 +130,10 @@
     return new Uint8Array(out);
   }
 
-  // Invalid sequences become U+FFFD, as TextDecoder does. Built in chunks of UTF-16 code
-  // units (a string per character, or an array of numbers, runs a worker out of memory on a
-  // few MB).
+  // Invalid sequences become U+FFFD as TextDecoder makes them: one per maximal subpart (a
+  // truncated sequence is one U+FFFD, and decoding resumes at the byte that broke it). Built
+  // in chunks of UTF-16 code units (a string per character, or an array of numbers, runs a
+  // worker out of memory on a few MB).
   function utf8Decode(bytes) {
     const parts = [];
     const units = new Uint16Array(8192 + 2);
@@ -140,17 +142,27 @@
       const b = bytes[i];
       let c = 0xfffd, n = 1;
       if (b < 0x80) c = b;
-      else if (b >= 0xc2 && b < 0xe0 && (bytes[i + 1] & 0xc0) === 0x80) {
-        c = ((b & 31) << 6) | (bytes[i + 1] & 63); n = 2;
-      } else if (b >= 0xe0 && b < 0xf0 && (bytes[i + 1] & 0xc0) === 0x80 &&
-                 (bytes[i + 2] & 0xc0) === 0x80) {
-        const v = ((b & 15) << 12) | ((bytes[i + 1] & 63) << 6) | (bytes[i + 2] & 63);
-        if (v >= 0x800 && (v < 0xd800 || v > 0xdfff)) { c = v; n = 3; }
-      } else if (b >= 0xf0 && b < 0xf5 && (bytes[i + 1] & 0xc0) === 0x80 &&
-                 (bytes[i + 2] & 0xc0) === 0x80 && (bytes[i + 3] & 0xc0) === 0x80) {
-        const v = ((b & 7) << 18) | ((bytes[i + 1] & 63) << 12) | ((bytes[i + 2] & 63) << 6) |
-          (bytes[i + 3] & 63);
-        if (v >= 0x10000 && v <= 0x10ffff) { c = v; n = 4; }
+      else {
+        // the length the lead byte announces, and the range its second byte must be in
+        let need = 0, low = 0x80, high = 0xbf;
+        if (b >= 0xc2 && b <= 0xdf) need = 1;
+        else if (b >= 0xe0 && b <= 0xef) {
+          need = 2;
+          if (b === 0xe0) low = 0xa0; else if (b === 0xed) high = 0x9f;
+        } else if (b >= 0xf0 && b <= 0xf4) {
+          need = 3;
+          if (b === 0xf0) low = 0x90; else if (b === 0xf4) high = 0x8f;
+        }
+        let value = need === 1 ? b & 31 : need === 2 ? b & 15 : b & 7;
+        let k = 0;
+        while (k < need && i + 1 + k < bytes.length) {
+          const next = bytes[i + 1 + k];
+          if (k === 0 ? (next < low || next > high) : (next & 0xc0) !== 0x80) break;
+          value = (value << 6) | (next & 63);
+          k++;
+        }
+        if (need > 0 && k === need) c = value;
+        n = 1 + k;   // complete: the whole sequence; broken: the maximal subpart
       }
       if (c > 0xffff) {
         units[o++] = 0xd800 + ((c - 0x10000) >> 10);
@@ -199,14 +211,18 @@
 
   function capCall(cap, method, args) {
     return new Promise(function (resolve, reject) {
-      // The first bytes argument (blobs.put's data) goes beside the JSON: the host function
-      // gets it as a memoryview of the array's memory (no copy, no base64).
-      let binary = '', at = -1;
+      // The first bytes argument (blobs.put's data) or long string goes beside the JSON: the
+      // host function gets bytes as a memoryview of the array's memory (no copy, no base64),
+      // a string as a string (JSON.stringify of a 1.5 MB string can fail in a 128 MB worker).
+      let binary = '', at = -1, text = false;
       for (let i = 0; i < args.length && at < 0; i++) {
         const bytes = asBytes(args[i]);
         if (bytes !== null) { binary = bytes; at = i; args[i] = null; }
+        else if (typeof args[i] === 'string' && args[i].length > LONG_STRING) {
+          binary = args[i].toWellFormed(); at = i; text = true; args[i] = null;
+        }
       }
-      const id = call(stringify([cap, method, args], argument), binary, at);
+      const id = call(stringify([cap, method, args], argument), binary, at, text);
       if (typeof id === 'string') {          // refused at once (no request, bad arguments)
         reject(makeError(parse(id)));
         return;

@@ -181,10 +181,12 @@ class Worker:
                   line.encode("utf-8", "replace"), now=True)
 
     @_host_function('{"code": "internal", "message": "capability call failed"}')
-    def _on_call(self, text: str, binary: Any = "", at: float = -1) -> float | str:
+    def _on_call(self, text: str, binary: Any = "", at: float = -1,
+                 is_text: bool = False) -> float | str:
         """A capability call: ``text`` is [cap, method, args] as JSON; when ``at`` >= 0,
         ``binary`` is the ``at``-th argument's bytes (PythonMonkey hands a Uint8Array over as a
-        memoryview of its memory) and its place in the JSON holds null. The bytes travel raw
+        memoryview of its memory; with ``is_text``, a long string) and its place in the JSON
+        holds null. The bytes (a string's as UTF-8, flagged "text") travel raw
         after the JSON: JSON.stringify of a multi-MB base64 string does not fit in a 128 MB
         worker (SpiderMonkey's JSON quoting reserves several times the string's size)."""
         request = self.loop.current
@@ -201,8 +203,10 @@ class Worker:
         body = str(text).encode()
         header: dict[str, Any] = {"t": "call", "rid": request.id, "cid": cid}
         if at >= 0:
-            raw = bytes(memoryview(binary))
+            raw = str(binary).encode("utf-8") if is_text else bytes(memoryview(binary))
             header["bin"], header["arg"] = len(raw), int(at)
+            if is_text:
+                header["text"] = True
             body += raw
         self.send(header, body, now=True)
         return cid
@@ -325,7 +329,7 @@ class Worker:
                 return
             owner.calls.discard(cid)
             binary = header.get("bin")
-            if binary:      # the result's bytes follow its JSON; JS gets them as a Uint8Array
+            if binary is not None:  # the result's bytes follow its JSON; JS gets a Uint8Array
                 cut = len(body) - int(binary)
                 self.run_slice(owner, self._deliver, cid, True, body[:cut].decode(),
                                bytearray(body[cut:]))

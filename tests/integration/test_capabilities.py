@@ -223,7 +223,8 @@ def test_counter_handler(server: FaztServer, kv: str) -> None:
 def test_caps_object_has_the_kv_methods(server: FaztServer, kv: str) -> None:
     seen = caps_of(server, kv)
     assert seen["kv"] == "object"
-    assert seen["keys"] == ["budget", "kv", "log"]       # no env: the manifest lists none
+    # no env: the manifest lists none
+    assert seen["keys"] == ["blobs", "budget", "docs", "kv", "log"]
     assert seen["env"] == "undefined"
     assert seen["methods"] == ["delete", "get", "increment", "list", "set", "user"]
     assert seen["user"] == ["delete", "get", "increment", "list", "set"]
@@ -486,7 +487,7 @@ def test_handler_cannot_reach_the_raw_capability_rpc(server: FaztServer) -> None
         "caps.kv.get", "caps.kv.user.get")}
     assert changed == ["undefined", "undefined", "undefined", "[1]", False]
     assert seen["globals"] == []
-    assert seen["keys"] == ["budget", "kv", "log"]
+    assert seen["keys"] == ["blobs", "budget", "docs", "kv", "log"]
     # its own kv still answers, for its own (missing) key: undefined, dropped from the JSON
     assert "result" not in seen
 
@@ -499,14 +500,17 @@ module.exports = async function (request, caps) {
 """
 
 
-def test_app_without_kv_in_its_manifest_has_no_kv(server: FaztServer) -> None:
+def test_app_without_kv_in_its_manifest_is_refused_kv(server: FaztServer) -> None:
     deploy(server, "nokv", {"api/main.js": NO_KV_JS})
-    assert call(server, "nokv", "GET", "/api/x").json() == {"kv": "undefined",
-                                                           "keys": ["budget", "log"]}
-    assert_error(call(server, "nokv", "GET", "/api/call"), 500, "js_error")
+    # caps.kv exists, but every call is refused with the manifest entry to add
+    assert call(server, "nokv", "GET", "/api/x").json() == {
+        "kv": "object", "keys": ["blobs", "budget", "docs", "kv", "log"]}
+    error = assert_error(call(server, "nokv", "GET", "/api/call"), 403,
+                         "capability_not_granted")
+    assert '"capabilities": {"kv": {}}' in error["message"]
 
     deploy(server, "nokv", {"manifest.json": manifest(env=[]), "api/main.js": NO_KV_JS})
-    assert call(server, "nokv", "GET", "/api/x").json()["kv"] == "undefined"
+    assert_error(call(server, "nokv", "GET", "/api/call"), 403, "capability_not_granted")
 
     # asking for kv in the manifest makes it available on the next deploy
     deploy(server, "nokv", kv_app())
