@@ -102,7 +102,8 @@ class Database:
             for conn in reversed(conns):
                 conn.close()
             raise
-        writer = Writer(writer_conn, batch_max=settings.batch_max, fault_hook=settings.fault_hook)
+        writer = Writer(writer_conn, batch_max=settings.batch_max, fault_hook=settings.fault_hook,
+                        busy_timeout_ms=settings.busy_timeout_ms)
         readers = ReaderPool(conns[1:], fault_hook=settings.fault_hook)
         writer.start()
         readers.start()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import queue
 import threading
 import time
@@ -37,6 +38,7 @@ log = logging.getLogger("fazt.storage")
 
 _STOP = object()
 LATENCY_WINDOW = 1024
+BUSY_MARGIN_MS = 30     # a busy wait ends this long before the batch's earliest deadline
 
 
 class Writer:
@@ -48,8 +50,11 @@ class Writer:
         *,
         batch_max: int,
         fault_hook: Callable[[str, Job[Any]], None] | None,
+        busy_timeout_ms: int = 3000,
     ) -> None:
         self._conn = conn
+        self._busy_timeout_ms = busy_timeout_ms
+        self._busy_set_ms = busy_timeout_ms    # what the connection has now
         self._guard = InterruptGuard(conn)
         self._batch_max = batch_max
         self._fault_hook = fault_hook
@@ -134,6 +139,7 @@ class Writer:
             if conn.in_transaction:  # left over from a failed rollback
                 self._rollback_quietly()
             try:
+                self._bound_busy_wait(todo)
                 conn.execute("BEGIN IMMEDIATE")
             except sqlcipher3.Error as exc:
                 self._fail(todo, exc)
@@ -152,6 +158,19 @@ class Writer:
                 self._commit(succeeded)
                 return
             todo = restart_with
+
+    def _bound_busy_wait(self, batch: list[Job[Any]]) -> None:
+        """Wait for another process's write lock no longer than the batch's earliest deadline
+        allows (less a margin for the answer to reach trio), so that its callers get
+        ``storage_busy`` in time rather than ``storage_timeout`` - or a wait of the full busy
+        timeout behind each batch queued ahead."""
+        earliest = min(job.deadline_monotonic for job in batch)
+        left_ms = (earliest - time.monotonic()) * 1000 - BUSY_MARGIN_MS
+        wait_ms = int(max(0, min(self._busy_timeout_ms, left_ms))) \
+            if math.isfinite(left_ms) else self._busy_timeout_ms
+        if wait_ms != self._busy_set_ms:
+            self._conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
+            self._busy_set_ms = wait_ms
 
     def _run_job(self, job: Job[Any]) -> BaseException | None:
         """Run one job in a savepoint; return its error (already translated) or None."""
