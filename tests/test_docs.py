@@ -181,3 +181,41 @@ def test_api_index_lists_exactly_the_routes() -> None:
         assert f"## `{endpoint}`" in api, endpoint
     served = {route for route in _admin_routes() if route not in ("GET /api", "GET /api/")}
     assert sorted(ENDPOINTS) == sorted(served)
+
+
+# -- every capability method is documented (docs/reference/capabilities.md) ----------------------
+
+CAPABILITIES_DOC = DOCS / "reference" / "capabilities.md"
+
+
+def _capability_methods() -> list[str]:
+    """``cap.method`` for every method a provider serves (``kv.user.get`` included)."""
+    from fazt.capabilities.blobs import BlobStore
+    from fazt.capabilities.docs import DocStore
+    from fazt.capabilities.kv import KvStore
+
+    # The constructors only store the database; provider() never touches it.
+    providers = [KvStore(None).provider(), DocStore(None).provider(),  # type: ignore[arg-type]
+                 BlobStore(None, url_secret=b"x" * 32).provider()]  # type: ignore[arg-type]
+    return sorted(f"{p.name}.{method}" for p in providers for method in p.methods)
+
+
+def _documented_code() -> set[str]:
+    """What the capabilities reference writes as code, in headings, tables and prose: each
+    inline code span, and its text before a ``(`` (``docs.find(collection, query)`` names
+    ``docs.find``)."""
+    text = _FENCED.sub("", CAPABILITIES_DOC.read_text())
+    spans = {m.group(0)[1:-1] for m in _INLINE_CODE.finditer(text)}
+    return spans | {span.split("(", 1)[0] for span in spans}
+
+
+def test_capability_methods_are_found() -> None:
+    methods = _capability_methods()
+    assert {"kv.get", "kv.user.increment", "docs.findOne", "docs.user.insertMany",
+            "blobs.url", "blobs.user.url"} <= set(methods)
+
+
+@pytest.mark.parametrize("method", _capability_methods())
+def test_capability_method_is_documented(method: str) -> None:
+    assert method in _documented_code(), \
+        f"document `{method}` (a heading or inline code) in {CAPABILITIES_DOC}"

@@ -185,8 +185,11 @@ class WorkerProcess:
     async def spawn(cls, nursery: trio.Nursery, *, data_limit_mb: int,
                     log_sink: LogSink) -> WorkerProcess:
         """Start a worker process (then ``await wait_ready()``)."""
+        # MALLOC_MMAP_THRESHOLD_ pins glibc's threshold: by default it rises after large
+        # blocks are freed, and the next multi-MB frames (a blob) then came from the heap,
+        # which fragmented until a 4 MB read hit RLIMIT_DATA (a crash every ~14 blob reads).
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-               "PYTHONDONTWRITEBYTECODE": "1"}
+               "PYTHONDONTWRITEBYTECODE": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
         process = await trio.lowlevel.open_process(
             [sys.executable, "-I", "-m", "fazt.sandbox.worker", str(os.getpid()),
              str(data_limit_mb)],

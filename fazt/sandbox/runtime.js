@@ -6,7 +6,7 @@
 // app code except what is handed to the handler: the request object and the frozen `caps`.
 (function (host) {
   'use strict';
-  const { send, call, remaining, done } = host;
+  const { send, call, remaining, done, fill } = host;
   const stringify = JSON.stringify;
   const parse = JSON.parse;
   const freeze = Object.freeze;
@@ -464,10 +464,20 @@
         }, function (error) { done(rid, false, describe(error)); });
     },
 
-    deliver: function (id, ok, payload, data) {
+    // `size`, when given, is the length of the result's bytes: they are copied by the host
+    // into a Uint8Array made here (one that JS owns and its GC frees).
+    deliver: function (id, ok, payload, size) {
       const entry = pending.get(id);
       if (entry === undefined) return;
       pending.delete(id);
+      let data;
+      if (size !== undefined) {
+        data = new Uint8Array(size);
+        if (size > 0 && !fill(data)) {
+          entry[1](makeError({ code: 'internal', message: 'capability result lost' }));
+          return;
+        }
+      }
       if (ok) {
         const value = payload === '' ? undefined : parse(payload);
         entry[0](entry[2] === undefined ? value : entry[2](value, data));

@@ -139,6 +139,7 @@ class Worker:
         self._out = proto_out
         self._reader = FrameReader()
         self._moved = 0          # bytes through the pipes since the last GC (see _collect)
+        self._memory_limit = resource.getrlimit(resource.RLIMIT_DATA)[0]
         self.loop = JobLoop()
         asyncio.events._set_running_loop(self.loop)  # type: ignore[arg-type]
         self.watchdog = Watchdog(parent_pid)
@@ -149,7 +150,8 @@ class Worker:
         self._outbox: list[bytes] = []  # frames not written yet (see send)
         self.poisoned = False
         host = {"send": self._on_log, "call": self._on_call, "remaining": self._on_remaining,
-                "done": self._on_done}
+                "done": self._on_done, "fill": self._on_fill}
+        self._result_bytes = b""     # a result's bytes, until JS has copied them (_on_fill)
         runtime_src = (_HERE / "runtime.js").read_text(encoding="utf-8")
         self.runtime = pm.eval(runtime_src, {"filename": "fazt:runtime"})(host)
         lockdown = pm.eval((_HERE / "lockdown.js").read_text(encoding="utf-8"),
@@ -210,6 +212,16 @@ class Worker:
             body += raw
         self.send(header, body, now=True)
         return cid
+
+    @_host_function(0.0)
+    def _on_fill(self, view: Any) -> float:
+        """Copy the result's bytes into the Uint8Array JS made for them."""
+        data = self._result_bytes
+        target = memoryview(view).cast("B")
+        if len(target) != len(data):
+            return 0.0
+        target[:] = data
+        return 1.0
 
     @_host_function(0.0)
     def _on_remaining(self) -> float:
@@ -331,8 +343,15 @@ class Worker:
             binary = header.get("bin")
             if binary is not None:  # the result's bytes follow its JSON; JS gets a Uint8Array
                 cut = len(body) - int(binary)
-                self.run_slice(owner, self._deliver, cid, True, body[:cut].decode(),
-                               bytearray(body[cut:]))
+                # JS makes the Uint8Array and _on_fill copies the bytes into it: a Python
+                # bytearray handed to JS is never freed by PythonMonkey (VmData grew by each
+                # blob read until the worker died).
+                self._result_bytes = body[cut:]
+                try:
+                    self.run_slice(owner, self._deliver, cid, True, body[:cut].decode(),
+                                   len(self._result_bytes))
+                finally:
+                    self._result_bytes = b""
             else:
                 self.run_slice(owner, self._deliver, cid, bool(header["ok"]), body.decode())
         elif kind == "cancel":
@@ -351,7 +370,7 @@ class Worker:
             raise ProtocolError(f"unknown message {kind!r}")
 
     def load(self, header: dict[str, Any], body: bytes) -> None:
-        limit = int(header["memory_mb"]) * 1024 * 1024
+        limit = self._memory_limit = int(header["memory_mb"]) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
         files: dict[str, str] = orjson.loads(body)["files"]
         self._load_end = time.monotonic() + _LOAD_S
@@ -423,6 +442,11 @@ class Worker:
         and only with no request in flight."""
         self._moved = 0
         self._pm.collect()
+        # Memory that a GC does not give back (PythonMonkey keeps the buffers of blob results
+        # alive) would end in an allocation failing mid-request: retire the worker first.
+        if _data_bytes() > self._memory_limit * RETIRE_AT and not self.poisoned:
+            self.poisoned = True
+            self.send({"t": "poisoned", "reason": "memory high after GC"})
 
     def _next_expiry(self) -> float | None:
         if not self.requests:
@@ -436,6 +460,14 @@ class Worker:
 
 
 GC_AFTER_BYTES = 1024 * 1024
+RETIRE_AT = 0.6             # of RLIMIT_DATA in use after a GC: the worker is retired
+
+
+def _data_bytes() -> int:
+    """The process's data segment now (what RLIMIT_DATA limits), from /proc/self/statm."""
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[5]) * resource.getpagesize()
+
 _THROWN_OOM = '{"name":"thrown value","message":"out of memory"'
 
 
