@@ -315,9 +315,9 @@ def parse_update(label: str, changes: Any) -> Update:
                 check_fields(f"{label}: $set: {path}", operand)
             steps.append((op, tuple(path.split(".")), operand))
     paths = [".".join(names) for _, names, _ in steps]
-    for a in paths:
-        for b in paths:
-            if a is not b and (a == b or b.startswith(a + ".")):
+    for i, a in enumerate(paths):
+        for j, b in enumerate(paths):
+            if i != j and (a == b or b.startswith(a + ".")):
                 raise InvalidQuery(f"{label}: the update changes {a} and {b}, which overlap")
     return Update(tuple(steps))
 
