@@ -285,7 +285,7 @@ class Update:
                                               f"{_kind(current)}, not a number")
                     result = current + operand
                     if not math.isfinite(result) or (isinstance(result, int)
-                                                     and abs(result) >= 2**63):
+                                                     and not -(2**63) <= result < 2**63):
                         raise CapabilityError(f"{label}: {'.'.join(names)}: the result is out "
                                               "of range")
                     target[last] = result

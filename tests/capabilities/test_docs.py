@@ -410,10 +410,10 @@ async def test_an_update_may_not_name_overlapping_paths_or_server_fields(
 
 async def test_an_update_may_not_name_the_same_path_under_two_operators(
         store: DocStore) -> None:
-    """Two operators on the very same path overlap too. (Found: the overlap check compares
-    paths by identity, ``a is not b``, and a one-name path is the same str object as the key
-    it came from, so when both operators' keys are the same object - literals, or JSON keys
-    from orjson's key cache, as the worker's calls are - the pair is not refused.)"""
+    """Two operators on the very same path overlap too. (A regression test: the overlap check
+    once compared paths by identity, ``a is not b``; a one-name path is the same str object as
+    the key it came from, so when both operators' keys were the same object - literals, or
+    JSON keys from orjson's key cache, as the worker's calls are - the pair went through.)"""
     docs = docs_call(store)
     original = await docs("insert", "posts", {"_id": "p", "a": 1, "n": 1})
     for text in (b'{"$set": {"n": 5}, "$inc": {"n": 1}}',
@@ -421,6 +421,23 @@ async def test_an_update_may_not_name_the_same_path_under_two_operators(
         changes = orjson.loads(text)     # as the worker's JSON arrives
         await refused(InvalidQuery, "overlap", docs, "update", "posts", {}, changes)
         assert await docs("get", "posts", "p") == original
+
+
+async def test_inc_keeps_results_within_64_bit_integers(store: DocStore) -> None:
+    """A result a 64-bit integer holds is kept; one it cannot is refused. (Found: the check is
+    ``abs(result) >= 2**63``, which also refuses -2**63, the smallest 64-bit integer, so a
+    document holding it - insert accepts it - cannot even be incremented by 0.)"""
+    docs = docs_call(store)
+    await docs("insert", "n", {"_id": "top", "n": 2**63 - 2})
+    await docs("insert", "n", {"_id": "bottom", "n": -(2**63) + 1})
+    assert await docs("update", "n", {"_id": "top"}, {"$inc": {"n": 1}}) == 1
+    await refused(CapabilityError, "out of range", docs, "update", "n", {"_id": "top"},
+                  {"$inc": {"n": 1}})
+    assert (await docs("get", "n", "top"))["n"] == 2**63 - 1
+    assert await docs("update", "n", {"_id": "bottom"}, {"$inc": {"n": -1}}) == 1
+    assert (await docs("get", "n", "bottom"))["n"] == -(2**63)
+    await refused(CapabilityError, "out of range", docs, "update", "n", {"_id": "bottom"},
+                  {"$inc": {"n": -1}})
 
 
 # -- refused input -----------------------------------------------------------------------------
@@ -865,7 +882,8 @@ async def test_sync_indexes_creates_replaces_and_drops_only_the_apps_indexes(
 
 
 async def test_the_planner_uses_an_index_for_the_plain_statement(db: Database) -> None:
-    await _sync(db, APP, {"docs": {"indexes": {"posts": ["author"]}}})
+    await _sync(db, APP, {"docs": {"indexes": {"posts": ["author", "it's.x"]}}})
+    assert "docs:alpha:" in await _plan(db, {"it's.x": 1})     # a quote in the path
     sql = ("SELECT id FROM app_docs WHERE app = 'alpha' AND collection = 'posts' AND scope = ? "
            "AND (json_extract(data, '$.\"author\"') = ? AND "
            "json_type(data, '$.\"author\"') = 'text')")
