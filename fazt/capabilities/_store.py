@@ -6,13 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 
 from fazt.budget import Phase
-from fazt.capabilities._registry import Call
+from fazt.capabilities._registry import Call, Method, Provider
 from fazt.errors import AuthRequired, CapabilityError, QuotaExceeded, ValueTooLarge
 from fazt.storage import Database
 
@@ -24,6 +24,28 @@ Clock = Callable[[], int]
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+ScopedMethod = Callable[[Call, str, str, list[Any]], Awaitable[Any]]
+"""``await impl(call, scope, label, args)``: a store's method, given the rows' scope and the
+name errors use (``kv.user.get``)."""
+
+
+def scoped_provider(name: str, impls: Mapping[str, ScopedMethod]) -> Provider:
+    """A store's provider: each method for the app's own data, and as ``user.<method>`` for
+    the signed-in user's."""
+    methods: dict[str, Method] = {}
+    for method, impl in impls.items():
+        methods[method] = _scoped(impl, f"{name}.{method}", user=False)
+        methods[f"user.{method}"] = _scoped(impl, f"{name}.user.{method}", user=True)
+    return Provider(name=name, methods=methods)
+
+
+def _scoped(impl: ScopedMethod, label: str, *, user: bool) -> Method:
+    async def method(call: Call, args: list[Any]) -> Any:
+        return await impl(call, scope_of(call, label, user=user), label, args)
+
+    return method
 
 
 def scope_of(call: Call, label: str, *, user: bool) -> str:

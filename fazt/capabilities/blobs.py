@@ -31,7 +31,7 @@ from urllib.parse import quote, urlencode
 import trio
 
 from fazt.capabilities import _store
-from fazt.capabilities._registry import Binary, Call, Method, Provider
+from fazt.capabilities._registry import Binary, Call, Provider
 from fazt.capabilities._store import Clock, arity, options, wall_clock_ms, whole_number
 from fazt.errors import CapabilityError, KeyTooLarge, ValueTooLarge
 from fazt.storage import Database
@@ -93,20 +93,7 @@ class BlobStore:
         return bytes(await db.write(write, deadline=trio.current_time() + op_timeout_s))
 
     def provider(self) -> Provider:
-        methods: dict[str, Method] = {}
-        for name in METHODS:
-            methods[name] = self._method(name, user=False)
-            methods[f"user.{name}"] = self._method(name, user=True)
-        return Provider(name=NAME, methods=methods)
-
-    def _method(self, name: str, *, user: bool) -> Method:
-        impl = getattr(self, f"_{name}")
-        label = f"blobs.user.{name}" if user else f"blobs.{name}"
-
-        async def method(call: Call, args: list[Any]) -> Any:
-            return await impl(call, _store.scope_of(call, label, user=user), label, args)
-
-        return method
+        return _store.scoped_provider(NAME, {m: getattr(self, f"_{m}") for m in METHODS})
 
     # -- methods -----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -35,7 +36,7 @@ from fazt.capabilities._query import (
     parse_update,
     sql_literal,
 )
-from fazt.capabilities._registry import Call, Method, Provider, RawJson
+from fazt.capabilities._registry import Call, Provider, RawJson
 from fazt.capabilities._store import Clock, arity, options, wall_clock_ms, whole_number
 from fazt.errors import CapabilityError, DocumentExists, KeyTooLarge
 from fazt.storage import Database
@@ -63,23 +64,8 @@ class DocStore:
         self._max_bytes = max_document_bytes
 
     def provider(self) -> Provider:
-        methods: dict[str, Method] = {}
-        for name in METHODS:
-            methods[name] = self._method(name, user=False)
-            methods[f"user.{name}"] = self._method(name, user=True)
-        return Provider(name=NAME, methods=methods)
-
-    def _method(self, name: str, *, user: bool) -> Method:
-        impl = getattr(self, f"_{name}")
-        label = f"docs.user.{name}" if user else f"docs.{name}"
-
-        async def method(call: Call, args: list[Any]) -> Any:
-            scope = _store.scope_of(call, label, user=user)
-            if not args:
-                raise CapabilityError(f"{label}: the first argument is the collection name")
-            return await impl(_Target(call, scope, _collection(label, args[0])), label, args[1:])
-
-        return method
+        return _store.scoped_provider(
+            NAME, {m: _in_collection(getattr(self, f"_{m}")) for m in METHODS})
 
     # -- methods -----------------------------------------------------------------------------
 
@@ -245,6 +231,18 @@ class DocStore:
         doc_id = str(uuid.uuid4()) if given is None else _id(label, given)
         check_fields(label, doc)
         return doc_id, _store.json_text(label, "document", doc, self._max_bytes)
+
+
+def _in_collection(impl: Callable[[_Target, str, list[Any]], Awaitable[Any]]
+                   ) -> _store.ScopedMethod:
+    """A docs method takes the collection as its first argument: it works on a _Target."""
+
+    async def method(call: Call, scope: str, label: str, args: list[Any]) -> Any:
+        if not args:
+            raise CapabilityError(f"{label}: the first argument is the collection name")
+        return await impl(_Target(call, scope, _collection(label, args[0])), label, args[1:])
+
+    return method
 
 
 class _Target:

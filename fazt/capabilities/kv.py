@@ -25,7 +25,7 @@ import orjson
 import trio
 
 from fazt.capabilities import _store
-from fazt.capabilities._registry import Call, Method, Provider, RawJson
+from fazt.capabilities._registry import Call, Provider, RawJson
 from fazt.capabilities._store import Clock, arity, options, wall_clock_ms, whole_number
 from fazt.errors import (
     BudgetExceeded,
@@ -44,6 +44,7 @@ MAX_TTL_MS = 10 * 365 * 86_400_000       # ten years
 LIST_DEFAULT = 100
 LIST_MAX = 1000
 SWEEP_BATCH = 500
+METHODS = ("get", "set", "delete", "list", "increment")
 
 
 class KvStore:
@@ -56,20 +57,7 @@ class KvStore:
         self._max_value_bytes = max_value_bytes
 
     def provider(self) -> Provider:
-        methods: dict[str, Method] = {}
-        for name in ("get", "set", "delete", "list", "increment"):
-            methods[name] = self._method(name, user=False)
-            methods[f"user.{name}"] = self._method(name, user=True)
-        return Provider(name=NAME, methods=methods)
-
-    def _method(self, name: str, *, user: bool) -> Method:
-        impl = getattr(self, f"_{name}")
-        label = f"kv.user.{name}" if user else f"kv.{name}"
-
-        async def method(call: Call, args: list[Any]) -> Any:
-            return await impl(call, _store.scope_of(call, label, user=user), label, args)
-
-        return method
+        return _store.scoped_provider(NAME, {m: getattr(self, f"_{m}") for m in METHODS})
 
     # -- methods -----------------------------------------------------------------------------
 

@@ -443,18 +443,18 @@ class WorkerProcess:
                     capabilities: CapabilityHost) -> None:
         cid = header.get("cid")
         try:
-            binary, at = header.get("bin"), header.get("arg")
+            binary, at = header.get("bin"), header.get("arg", -1)
+            raw: bytes | None = None
             if binary is not None:      # one argument's bytes follow the JSON
-                if not isinstance(binary, int) or not 0 <= binary <= len(body) \
-                        or not isinstance(at, int):
+                if not isinstance(binary, int) or not 0 <= binary <= len(body):
                     raise CapabilityError("malformed capability call")
                 body, raw = body[:len(body) - binary], body[len(body) - binary:]
             cap, method, args = orjson.loads(body)
             if not isinstance(cap, str) or not isinstance(method, str) \
                     or not isinstance(args, list):
                 raise CapabilityError("malformed capability call")
-            if isinstance(at, int):
-                if not 0 <= at < len(args):
+            if raw is not None:
+                if not isinstance(at, int) or not 0 <= at < len(args):
                     raise CapabilityError("malformed capability call")
                 args[at] = raw.decode("utf-8") if header.get("text") else raw
             result = await capabilities(cap, method, args, budget)
