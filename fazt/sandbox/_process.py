@@ -576,6 +576,10 @@ class WorkerProcess:
             self._loaded.set()
         elif kind == "poisoned":
             self._poison()
+        elif kind == "retire":          # its memory stays high after a GC: replace it
+            log.info("JS worker %d (%s) asks to be replaced: %s", self.pid, self.app,
+                     header.get("reason"))
+            self.retire()
         else:
             raise ProtocolError(f"unknown message {kind!r}")
 

@@ -140,6 +140,7 @@ class Worker:
         self._reader = FrameReader()
         self._moved = 0          # bytes through the pipes since the last GC (see _collect)
         self._memory_limit = resource.getrlimit(resource.RLIMIT_DATA)[0]
+        self._retiring = False
         self.loop = JobLoop()
         asyncio.events._set_running_loop(self.loop)  # type: ignore[arg-type]
         self.watchdog = Watchdog(parent_pid)
@@ -444,9 +445,9 @@ class Worker:
         self._pm.collect()
         # Memory that a GC does not give back (PythonMonkey keeps the buffers of blob results
         # alive) would end in an allocation failing mid-request: retire the worker first.
-        if _data_bytes() > self._memory_limit * RETIRE_AT and not self.poisoned:
-            self.poisoned = True
-            self.send({"t": "poisoned", "reason": "memory high after GC"})
+        if not self._retiring and _data_bytes() > self._memory_limit * RETIRE_AT:
+            self._retiring = True       # requests already sent here still run
+            self.send({"t": "retire", "reason": "memory still in use after a GC"})
 
     def _next_expiry(self) -> float | None:
         if not self.requests:
@@ -460,7 +461,7 @@ class Worker:
 
 
 GC_AFTER_BYTES = 1024 * 1024
-RETIRE_AT = 0.6             # of RLIMIT_DATA in use after a GC: the worker is retired
+RETIRE_AT = 0.75            # of RLIMIT_DATA in use after a GC: the worker is retired
 
 
 def _data_bytes() -> int:
