@@ -8,6 +8,7 @@ its manifest's ``capabilities`` intersected with the operator's policy (``AppSet
 to anything else is refused with ``capability_not_granted`` naming the manifest entry to add.
 """
 
+from fazt.capabilities._manifest import GO_COMPAT as GO_COMPAT
 from fazt.capabilities._manifest import KNOWN as KNOWN
 from fazt.capabilities._manifest import EnvRequest as EnvRequest
 from fazt.capabilities._manifest import Requested as Requested
@@ -24,6 +25,6 @@ from fazt.capabilities._registry import RawJson as RawJson
 from fazt.capabilities._settings import AppSettings as AppSettings
 from fazt.capabilities._settings import Policy as Policy
 
-__all__ = ["KNOWN", "AppSettings", "Binary", "Call", "Capabilities", "EnvRequest", "Grant",
-           "GrantLimits", "Method", "Policy", "Provider", "RawJson", "Requested", "StorageRequest",
-           "parse_capabilities"]
+__all__ = ["GO_COMPAT", "KNOWN", "AppSettings", "Binary", "Call", "Capabilities", "EnvRequest",
+           "Grant", "GrantLimits", "Method", "Policy", "Provider", "RawJson", "Requested",
+           "StorageRequest", "parse_capabilities"]

@@ -42,9 +42,11 @@ class StorageRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class EnvRequest:
-    """env: the names of the operator-set settings the handler may read."""
+    """env: the names of the operator-set settings the handler may read (``every``: all of
+    them, which only the Go compatibility grant asks for: the Go fazt's env had no list)."""
 
     names: tuple[str, ...] = ()
+    every: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +75,7 @@ class Requested:
         out: dict[str, Any] = {}
         for name, item in sorted(self.items.items()):
             if isinstance(item, EnvRequest):
-                out[name] = list(item.names)
+                out[name] = "*" if item.every else list(item.names)
                 continue
             out[name] = {} if item.quota_mb is None else {"quota_mb": item.quota_mb}
             if isinstance(item, DocsRequest) and item.indexes:
@@ -82,6 +84,11 @@ class Requested:
                     for coll, fields in item.indexes.items()}
         return out
 
+
+GO_COMPAT = Requested({"kv": StorageRequest(), "docs": DocsRequest(), "blobs": StorageRequest(),
+                       "env": EnvRequest(every=True)})
+"""What an app written for the Go fazt is granted (its manifest has no "capabilities"): its
+``fazt.storage``/``fazt.app`` kv, ds and s3, and ``fazt.env`` with every env setting."""
 
 
 def parse_capabilities(value: Any) -> Requested:

@@ -77,7 +77,8 @@ class Grant:
         for name, quota in sorted(self.capabilities.items()):
             if name == "env":
                 request = self.requested.get("env") if self.requested else None
-                granted[name] = list(request.names) if isinstance(request, EnvRequest) else []
+                granted[name] = [] if not isinstance(request, EnvRequest) else \
+                    "*" if request.every else list(request.names)
             else:
                 granted[name] = {} if quota is None else {"quota_mb": quota // MB}
         requested = self.requested
@@ -126,7 +127,8 @@ class Capabilities:
             elif isinstance(request, EnvRequest):
                 capabilities[name] = None
                 values = self._settings.env(app) if self._settings is not None else {}
-                env = {n: values[n] for n in request.names if n in values}
+                env = dict(values) if request.every else \
+                    {n: values[n] for n in request.names if n in values}
         return Grant(app=app, capabilities=capabilities, env=env, requested=requested,
                      policy=policy)
 

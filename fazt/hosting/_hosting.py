@@ -36,10 +36,12 @@ from fazt.hosting._manifest import MANIFEST_PATH, Manifest, parse_manifest
 from fazt.hosting._mime import content_type_for
 from fazt.hosting._names import validate_app_name
 from fazt.hosting._site import CHUNK_BYTES, Site, StaticFile
+from fazt.sandbox import exports_handler
 from fazt.storage import Database
 
 T = TypeVar("T")
 _NEGATIVE_CACHE_MAX = 10_000
+MAIN_SCRIPT = "api/main.js"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,11 +54,13 @@ class DeployInfo:
     spa: bool
     source: str
     current: bool
+    runtime: str = "fazt"      # "go": api/main.js runs in the Go fazt compatibility mode
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "app": self.app, "created_at": self.created_at,
                 "file_count": self.file_count, "total_bytes": self.total_bytes,
-                "spa": self.spa, "source": self.source, "current": self.current}
+                "spa": self.spa, "source": self.source, "current": self.current,
+                "runtime": self.runtime}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +87,7 @@ class DeployResult:
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     manifest: Manifest
+    runtime: str
     files: tuple[tuple[StaticFile, bytes], ...]
     total_bytes: int
     skipped: tuple[str, ...]
@@ -160,9 +165,9 @@ class Hosting:
                          "ON CONFLICT(name) DO NOTHING", (name, created_at))
             cur = conn.execute(
                 "INSERT INTO deploys(app, created_at, file_count, total_bytes, spa, manifest, "
-                "source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "source, runtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, created_at, len(prepared.files), prepared.total_bytes,
-                 int(prepared.manifest.spa), prepared.manifest.text, source))
+                 int(prepared.manifest.spa), prepared.manifest.text, source, prepared.runtime))
             deploy_id = int(cur.lastrowid or 0)
             new_bytes = 0
             for meta, data in prepared.files:
@@ -188,7 +193,8 @@ class Hosting:
             name, write, deadline=trio.current_time() + self._deploy_timeout_s)
         info = DeployInfo(id=deploy_id, app=name, created_at=created_at,
                           file_count=len(prepared.files), total_bytes=prepared.total_bytes,
-                          spa=prepared.manifest.spa, source=source, current=True)
+                          spa=prepared.manifest.spa, source=source, current=True,
+                          runtime=prepared.runtime)
         return DeployResult(deploy=info, skipped=prepared.skipped, new_blob_bytes=new_bytes)
 
     async def rollback(self, name: str, *, to: int | None = None) -> DeployInfo:
@@ -212,7 +218,7 @@ class Hosting:
             text = conn.execute("SELECT manifest FROM deploys WHERE id = ?", (target,)).fetchone()
             self._activate(conn, name, _stored_manifest(text[0]))
             row = conn.execute("SELECT d.id, d.app, d.created_at, d.file_count, d.total_bytes, "
-                               "d.spa, d.source FROM deploys d WHERE d.id = ?",
+                               "d.spa, d.source, d.runtime FROM deploys d WHERE d.id = ?",
                                (target,)).fetchone()
             deploy = _deploy_from_row(row, current_id=target)
             assert deploy is not None
@@ -242,7 +248,7 @@ class Hosting:
         def read(conn: sqlcipher3.Connection) -> list[AppInfo]:
             rows = conn.execute(
                 "SELECT a.name, a.created_at, d.id, d.app, d.created_at, d.file_count, "
-                "d.total_bytes, d.spa, d.source FROM apps a "
+                "d.total_bytes, d.spa, d.source, d.runtime FROM apps a "
                 "LEFT JOIN deploys d ON d.id = a.current_deploy_id ORDER BY a.name").fetchall()
             return [AppInfo(name=r[0], created_at=r[1],
                             current=_deploy_from_row(r[2:], current_id=r[2]),
@@ -258,7 +264,7 @@ class Hosting:
                 raise AppNotFound(f"no app named {name!r}")
             created_at, current_id = row
             rows = conn.execute("SELECT d.id, d.app, d.created_at, d.file_count, d.total_bytes, "
-                                "d.spa, d.source FROM deploys d WHERE d.app = ? "
+                                "d.spa, d.source, d.runtime FROM deploys d WHERE d.app = ? "
                                 "ORDER BY d.id DESC", (name,)).fetchall()
             deploys = tuple(d for d in (_deploy_from_row(r, current_id=current_id) for r in rows)
                             if d is not None)
@@ -298,7 +304,7 @@ class Hosting:
 
         def read(conn: sqlcipher3.Connection) -> Site | None:
             row = conn.execute(
-                "SELECT d.id, d.spa, d.manifest FROM apps a "
+                "SELECT d.id, d.spa, d.manifest, d.runtime FROM apps a "
                 "JOIN deploys d ON d.id = a.current_deploy_id "
                 "WHERE a.name = ?", (name,)).fetchone()
             if row is None:
@@ -308,7 +314,8 @@ class Hosting:
                      for r in conn.execute("SELECT path, sha256, size, content_type FROM files "
                                            "WHERE deploy_id = ?", (deploy_id,))}
             return Site(app=name, deploy_id=deploy_id, spa=spa, files=files,
-                        manifest=_stored_manifest(row[2]), generation=generation)
+                        manifest=_stored_manifest(row[2]), runtime=row[3],
+                        generation=generation)
 
         site = await self._db.read(read, deadline=self._deadline())
         if self._generation.get(name, 0) == generation:
@@ -390,7 +397,7 @@ def _deploy_from_row(row: Any, *, current_id: int | None) -> DeployInfo | None:
         return None
     return DeployInfo(id=row[0], app=row[1], created_at=row[2], file_count=row[3],
                       total_bytes=row[4], spa=bool(row[5]), source=row[6],
-                      current=row[0] == current_id)
+                      current=row[0] == current_id, runtime=row[7])
 
 
 def _current_deploy_id(conn: sqlcipher3.Connection, name: str) -> int | None:
@@ -421,6 +428,17 @@ def _delete_orphan_blobs(conn: sqlcipher3.Connection, shas: list[str]) -> None:
                      [(s,) for s in shas])
 
 
+def runtime_of(manifest: Manifest, main: bytes | None) -> str:
+    """"go" for an app written for the Go fazt: its manifest has no "capabilities" key and its
+    api/main.js is a script that exports no handler; else "fazt"."""
+    if manifest.capabilities is not None or main is None:
+        return "fazt"
+    try:
+        return "fazt" if exports_handler(main.decode("utf-8")) else "go"
+    except UnicodeDecodeError:
+        return "fazt"          # not loadable either way; the load says why
+
+
 def _prepare(contents: ArchiveContents) -> _Prepared:
     """Hash files and read the manifest (CPU work, run in a thread)."""
     manifest_data = next((f.data for f in contents.files if f.path == MANIFEST_PATH), None)
@@ -429,5 +447,6 @@ def _prepare(contents: ArchiveContents) -> _Prepared:
         (StaticFile(path=f.path, sha256=hashlib.sha256(f.data).hexdigest(), size=len(f.data),
                     content_type=content_type_for(f.path)), f.data)
         for f in contents.files)
-    return _Prepared(manifest=manifest, files=files,
+    main = next((f.data for f in contents.files if f.path == MAIN_SCRIPT), None)
+    return _Prepared(manifest=manifest, runtime=runtime_of(manifest, main), files=files,
                      total_bytes=sum(m.size for m, _ in files), skipped=contents.skipped)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fazt.capabilities import GO_COMPAT, Requested
 from fazt.hosting._manifest import Manifest
 
 CHUNK_BYTES = 256 * 1024
@@ -30,4 +31,10 @@ class Site:
     spa: bool
     files: Mapping[str, StaticFile]
     manifest: Manifest = field(default_factory=Manifest)
+    runtime: str = "fazt"  # "go": api/main.js runs in the Go fazt compatibility mode
     generation: int = 0    # increases with every index read: a higher one is newer
+
+    @property
+    def capabilities(self) -> Requested | None:
+        """What the app asks for: its manifest's section, or the Go compatibility grant."""
+        return GO_COMPAT if self.runtime == "go" else self.manifest.capabilities

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import logging
 import re
 from collections.abc import Mapping
@@ -20,6 +21,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 import trio
+from werkzeug.formparser import MultiPartParser
+from werkzeug.http import parse_options_header
 
 from fazt.budget import Budget, BudgetPolicy
 from fazt.capabilities import Capabilities
@@ -69,12 +72,14 @@ class ApiGateway:
         if main is None:
             raise NotFound(f"app {site.app!r} has no API handler ({MAIN})")
         body = await _read_body(scope, receive, self._limits.max_body_bytes)
-        request = JsRequest(body=_request_json(scope, body, request_id), request_id=request_id)
+        request = JsRequest(body=_request_json(scope, body, request_id,
+                                               form=site.runtime == "go"),
+                            request_id=request_id)
         request_ms = site.manifest.request_ms
         budget = Budget.start(self._policy,
                               request_s=None if request_ms is None else request_ms / 1000)
 
-        grant = self._capabilities.grant(site.app, site.manifest.capabilities)
+        grant = self._capabilities.grant(site.app, site.capabilities)
         user = _test_user(scope) if self._test_users else None
 
         async def load_code() -> AppCode:
@@ -136,11 +141,12 @@ class ApiGateway:
         memory = site.manifest.memory_mb or self._limits.memory_mb_default
         # The grant as it is now, not as the request that triggered the load saw it: a
         # settings change in between has already retired the pool this code is for.
-        grant = self._capabilities.grant(site.app, site.manifest.capabilities)
+        grant = self._capabilities.grant(site.app, site.capabilities)
         return AppCode(app=site.app, deploy_id=site.deploy_id, main=MAIN, files=files,
                        memory_mb=min(memory, self._limits.memory_mb_max),
                        granted=self._capabilities.worker_caps(grant),
-                       env=dict(grant.env) if "env" in grant.capabilities else None)
+                       env=dict(grant.env) if "env" in grant.capabilities else None,
+                       runtime=site.runtime)
 
     def _log(self, app: str, message: str, request_id: str | None) -> None:
         if self._log_sink is not None:
@@ -293,7 +299,10 @@ class ClientGone(Exception):
     """The client disconnected before the request body was complete."""
 
 
-def _request_json(scope: Scope, body: bytes, request_id: str) -> bytes:
+def _request_json(scope: Scope, body: bytes, request_id: str, *, form: bool = False) -> bytes:
+    """The request as the worker gets it. ``form``: a multipart/form-data body is also parsed
+    into ``form`` (field -> first value) and ``files`` (field -> its first file), as the Go
+    fazt's ``request.body`` and ``request.files`` had it."""
     headers: dict[str, str] = {}
     cookie_header = ""
     content_type = ""
@@ -333,7 +342,28 @@ def _request_json(scope: Scope, body: bytes, request_id: str) -> bytes:
                     request["body"] = orjson.loads(body)
                 except orjson.JSONDecodeError as exc:
                     raise InvalidJson(f"the request body is not valid JSON: {exc}") from exc
+    if form and body and content_type.split(";")[0].strip().lower() == "multipart/form-data":
+        request["form"], request["files"] = _multipart(content_type, body)
     return orjson.dumps(request)
+
+
+def _multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, Any]]:
+    """Fields (first value of each) and files (first of each field, bytes as base64)."""
+    _, options = parse_options_header(content_type)
+    boundary = options.get("boundary", "")
+    if not boundary:
+        raise BadRequest("the multipart/form-data body has no boundary")
+    parser = MultiPartParser(max_form_memory_size=len(body))
+    try:
+        fields, uploads = parser.parse(io.BytesIO(body), boundary.encode("latin-1"), len(body))
+    except Exception as exc:   # werkzeug raises several types on junk
+        raise BadRequest("the multipart/form-data body is malformed") from exc
+    files = {}
+    for name in uploads:
+        upload = uploads[name]
+        files[name] = {"name": upload.filename or "", "type": upload.mimetype or "",
+                       "data": base64.b64encode(upload.read()).decode("ascii")}
+    return {name: fields[name] for name in fields}, files
 
 
 def _parse_cookies(header: str) -> dict[str, str]:

@@ -61,7 +61,7 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
 
     async def grant_of(name: str) -> dict[str, Any]:
         site = await hosting.site(name)
-        requested = site.manifest.capabilities if site is not None else None
+        requested = site.capabilities if site is not None else None
         return {**capabilities.grant(name, requested).to_json(),
                 "usage_bytes": await settings.usage(name)}
 

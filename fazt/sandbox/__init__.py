@@ -7,6 +7,7 @@
 This package never imports the HTTP layer.
 """
 
+from fazt.sandbox._modules import exports_handler as exports_handler
 from fazt.sandbox._pool import AppCode as AppCode
 from fazt.sandbox._pool import CodeLoader as CodeLoader
 from fazt.sandbox._pool import Sandbox as Sandbox
@@ -17,4 +18,4 @@ from fazt.sandbox._process import JsRequest as JsRequest
 from fazt.sandbox._process import LogSink as LogSink
 
 __all__ = ["AppCode", "CapabilityHost", "CodeLoader", "JsOutcome", "JsRequest", "LogSink",
-           "Sandbox", "SandboxSettings"]
+           "Sandbox", "SandboxSettings", "exports_handler"]

@@ -25,6 +25,9 @@ import re
 from dataclasses import dataclass
 
 MODULE_WRAPPER = "(function (exports, require, module, __filename, __dirname) {"
+GO_MODULE_WRAPPER = ("(function (exports, require, module, __filename, __dirname, request, "
+                     "respond, fazt) {")
+"""A module of an app written for the Go fazt: it sees the request's globals too."""
 _NAME = r"[A-Za-z_$][\w$]*"
 _SPEC = r"""(?P<q>['"])(?P<spec>[^'"\n]+)(?P=q)"""
 _ESM_LINE = re.compile(r"^[ \t]*(?:import[\s{*'\"]|export[\s{*])", re.M)
@@ -61,11 +64,27 @@ def is_es_module(source: str) -> bool:
     return _ESM_LINE.search(source) is not None
 
 
+_COMMONJS_EXPORT = re.compile(r"\b(?:module\s*\.\s*exports\b|exports\s*[.\[])")
+
+
+def exports_handler(source: str) -> bool:
+    """Whether ``api/main.js`` exports something (ES ``export`` or CommonJS ``exports``), as a
+    fazt handler module does. A script that does not is one written for the Go fazt, whose
+    main.js ran as a script with ``request``/``respond`` globals (a mention of
+    ``module.exports`` in its comments makes it look like a module)."""
+    return is_es_module(source) or _COMMONJS_EXPORT.search(source) is not None
+
+
 def wrap(path: str, source: str) -> CompiledSource:
     """The module function source for one ``api/*.js`` file."""
     if is_es_module(source):
         source = to_commonjs(path, source)
     return CompiledSource(path=path, source=f"{MODULE_WRAPPER}{source}\n}})")
+
+
+def wrap_go(path: str, source: str) -> CompiledSource:
+    """A module of a Go-compatibility app (no ES module syntax: the Go fazt had none)."""
+    return CompiledSource(path=path, source=f"{GO_MODULE_WRAPPER}{source}\n}})")
 
 
 def to_commonjs(path: str, source: str) -> str:

@@ -67,6 +67,13 @@ class AppCode:
     memory_mb: int
     granted: Mapping[str, list[str]]
     env: Mapping[str, str] | None = None    # None: the app is not granted env
+    runtime: str = "fazt"       # "go": an app written for the Go fazt (go_compat.js)
+
+    @property
+    def concurrency(self) -> int | None:
+        """Requests one worker takes at a time (None: the sandbox's setting). A Go fazt app
+        makes synchronous calls, which block its worker: one at a time."""
+        return 1 if self.runtime == "go" else None
 
 
 CodeLoader = Callable[[], Awaitable[AppCode]]
@@ -208,6 +215,8 @@ class Sandbox:
         """A worker of ``pool`` with room for one more request; None when the pool stopped
         being the app's current one (redeployed, evicted) while we waited."""
         settings = self.settings
+        assert pool.code is not None
+        concurrency = pool.code.concurrency or settings.worker_concurrency
         # Requests wait their turn: while others are parked or woken but not yet running, a
         # newcomer queues behind them even if a slot is free (it is the one a woken request
         # is about to take).
@@ -220,7 +229,7 @@ class Sandbox:
                 if time.monotonic() - pool.load_failed_at < LOAD_RETRY_S:
                     raise JsError(pool.load_error.message)
                 pool.load_error = None     # try again: the failure may have been load
-            worker = pool.pick(settings.worker_concurrency)
+            worker = pool.pick(concurrency)
             live = sum(1 for w in pool.workers if w.state is State.READY)
             # One worker starts at a time: a waiter woken for another reason while one is
             # on its way must not start a second for the same demand.
@@ -228,7 +237,7 @@ class Sandbox:
                     (worker is None or worker.in_flight > 0):
                 self._start_worker(pool, needed=worker is None)
             if worker is not None and not queued:
-                if pool.lot and pool.free_slots(settings.worker_concurrency) - 1 > pool.waking:
+                if pool.lot and pool.free_slots(concurrency) - 1 > pool.waking:
                     # Room for more than this one and the requests already woken (newcomers
                     # queued behind them while they were about to run): the next in line.
                     pool.wake()
@@ -276,7 +285,7 @@ class Sandbox:
             self._refill.set()
             await worker.load(app=code.app, deploy_id=code.deploy_id, files=code.files,
                               main=code.main, memory_mb=memory, granted=code.granted, env=code.env,
-                              timeout_s=self.settings.load_timeout_s)
+                              runtime=code.runtime, timeout_s=self.settings.load_timeout_s)
         except (JsError, JsCrashed, OSError) as exc:
             # Nothing one worker does may take the sandbox service (and the server) down:
             # the app's own error, a crash while loading, or the host out of processes/fds.

@@ -217,13 +217,16 @@ class WorkerProcess:
 
     async def load(self, *, app: str, deploy_id: int, files: Mapping[str, str], main: str,
                    memory_mb: int, granted: Mapping[str, list[str]],
-                   env: Mapping[str, str] | None, timeout_s: float) -> None:
+                   env: Mapping[str, str] | None, timeout_s: float,
+                   runtime: str = "fazt") -> None:
         """Load one deploy's code; raises JsError (the app's own error) or JsCrashed.
-        ``env``: the values of the app's granted env names (None: env is not granted)."""
+        ``env``: the values of the app's granted env names (None: env is not granted).
+        ``runtime`` "go": an app written for the Go fazt (the worker's go_compat.js)."""
         self.app, self.deploy_id, self.memory_mb = app, deploy_id, memory_mb
         try:
-            self._post({"t": "load", "main": main, "memory_mb": memory_mb,
-                        "granted": dict(granted), "env": None if env is None else dict(env)},
+            self._post({"t": "load", "app": app, "main": main, "memory_mb": memory_mb,
+                        "runtime": runtime, "granted": dict(granted),
+                        "env": None if env is None else dict(env)},
                        orjson.dumps({"files": dict(files)}))
         except ProtocolError as exc:
             self.kill()

@@ -6,7 +6,7 @@
 // app code except what is handed to the handler: the request object and the frozen `caps`.
 (function (host) {
   'use strict';
-  const { send, call, remaining, done, fill } = host;
+  const { send, call, callSync, remaining, done, fill } = host;
   const stringify = JSON.stringify;
   const parse = JSON.parse;
   const freeze = Object.freeze;
@@ -209,26 +209,48 @@
   //    request whose code is running --------------------------------------------------------
   const pending = new Map();
 
+  // [JSON text, side bytes or string, its argument's index (-1: none), whether it is text].
+  // The first bytes argument (blobs.put's data) or long string goes beside the JSON: the host
+  // function gets bytes as a memoryview of the array's memory (no copy, no base64), a string
+  // as a string (JSON.stringify of a 1.5 MB string can fail in a 128 MB worker).
+  function encodeCall(cap, method, args) {
+    let binary = '', at = -1, text = false;
+    for (let i = 0; i < args.length && at < 0; i++) {
+      const bytes = asBytes(args[i]);
+      if (bytes !== null) { binary = bytes; at = i; args[i] = null; }
+      else if (typeof args[i] === 'string' && args[i].length > LONG_STRING) {
+        binary = args[i].toWellFormed(); at = i; text = true; args[i] = null;
+      }
+    }
+    return [stringify([cap, method, args], argument), binary, at, text];
+  }
+
   function capCall(cap, method, args) {
     return new Promise(function (resolve, reject) {
-      // The first bytes argument (blobs.put's data) or long string goes beside the JSON: the
-      // host function gets bytes as a memoryview of the array's memory (no copy, no base64),
-      // a string as a string (JSON.stringify of a 1.5 MB string can fail in a 128 MB worker).
-      let binary = '', at = -1, text = false;
-      for (let i = 0; i < args.length && at < 0; i++) {
-        const bytes = asBytes(args[i]);
-        if (bytes !== null) { binary = bytes; at = i; args[i] = null; }
-        else if (typeof args[i] === 'string' && args[i].length > LONG_STRING) {
-          binary = args[i].toWellFormed(); at = i; text = true; args[i] = null;
-        }
-      }
-      const id = call(stringify([cap, method, args], argument), binary, at, text);
+      const [json, binary, at, text] = encodeCall(cap, method, args);
+      const id = call(json, binary, at, text);
       if (typeof id === 'string') {          // refused at once (no request, bad arguments)
         reject(makeError(parse(id)));
         return;
       }
       pending.set(id, [resolve, reject, REVIVE[cap + '.' + method]]);
     });
+  }
+
+  // A call that blocks the worker until its result is in (the Go fazt's synchronous API).
+  function capCallSync(cap, method, args) {
+    const [json, binary, at, text] = encodeCall(cap, method, args);
+    const reply = parse(callSync(json, binary, at, text));
+    if (!reply.ok) throw makeError(reply.error);
+    let data;
+    if (reply.size >= 0) {
+      data = new Uint8Array(reply.size);
+      if (reply.size > 0 && !fill(data)) {
+        throw makeError({ code: 'internal', message: 'capability result lost' });
+      }
+    }
+    const revive = REVIVE[cap + '.' + method];
+    return revive === undefined ? reply.value : revive(reply.value, data);
   }
 
   // Results with bytes (a blob's data): the worker hands them over as a Uint8Array.
@@ -431,6 +453,13 @@
 
   return {
     globals: { console, atob, btoa },
+
+    // For the Go fazt compatibility runtime (go_compat.js), evaluated next; never reachable
+    // from app code.
+    internals: freeze({
+      callSync: capCallSync, makeError, describe, done, log, console, toServer,
+      bytesToBase64, base64ToBytes, utf8Encode, asBytes, headerList,
+    }),
 
     // Called by Python with a map of path -> compiled module function (or JSON text).
     load: function (compiled, jsonFiles, main, granted, env) {

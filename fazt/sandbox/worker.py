@@ -35,7 +35,8 @@ from typing import Any
 
 import orjson
 
-from fazt.sandbox._modules import ModuleSyntaxError, wrap
+from fazt import __version__
+from fazt.sandbox._modules import ModuleSyntaxError, wrap, wrap_go
 from fazt.sandbox._protocol import FrameReader, ProtocolError, encode
 
 _HERE = Path(__file__).parent
@@ -150,13 +151,17 @@ class Worker:
         self._load_end = 0.0            # JS belonging to no request may run until here
         self._outbox: list[bytes] = []  # frames not written yet (see send)
         self.poisoned = False
-        host = {"send": self._on_log, "call": self._on_call, "remaining": self._on_remaining,
-                "done": self._on_done, "fill": self._on_fill}
+        self._deferred: deque[tuple[dict[str, Any], bytes]] = deque()  # see _wait_for
+        self._blocked_s = 0.0    # time the running slice spent waiting in synchronous calls
+        host = {"send": self._on_log, "call": self._on_call, "callSync": self._on_call_sync,
+                "remaining": self._on_remaining, "done": self._on_done, "fill": self._on_fill}
         self._result_bytes = b""     # a result's bytes, until JS has copied them (_on_fill)
         runtime_src = (_HERE / "runtime.js").read_text(encoding="utf-8")
         self.runtime = pm.eval(runtime_src, {"filename": "fazt:runtime"})(host)
         lockdown = pm.eval((_HERE / "lockdown.js").read_text(encoding="utf-8"),
                            {"filename": "fazt:lockdown"})
+        self._go = pm.eval((_HERE / "go_compat.js").read_text(encoding="utf-8"),
+                           {"filename": "fazt:go"})(self.runtime["internals"])
         lockdown(self.runtime["globals"])
         self._dispatch = self.runtime["dispatch"]
         self._deliver = self.runtime["deliver"]
@@ -213,6 +218,70 @@ class Worker:
             body += raw
         self.send(header, body, now=True)
         return cid
+
+    @_host_function('{"ok": false, "error": {"code": "internal", '
+                    '"message": "capability call failed"}}')
+    def _on_call_sync(self, text: str, binary: Any = "", at: float = -1,
+                      is_text: bool = False) -> str:
+        """A capability call that blocks until its result is in (the Go fazt's synchronous
+        ``fazt.storage.kv.get(...)``): the worker runs nothing else meanwhile, which is why a
+        Go-compatibility app's workers take one request at a time. Returns JSON text:
+        ``{"ok": true, "size": N, "value": ...}`` (``value`` absent: undefined; ``size`` >= 0:
+        the result has N bytes for ``fill``) or ``{"ok": false, "error": {code, message}}``."""
+        cid = self._on_call(text, binary, at, is_text)
+        if isinstance(cid, str):
+            return '{"ok":false,"error":' + cid + "}"
+        request = self.calls[int(cid)]
+        started = time.monotonic()
+        try:
+            answer = self._wait_for(int(cid), request)
+        finally:
+            self._blocked_s += time.monotonic() - started
+        request.calls.discard(int(cid))
+        self.calls.pop(int(cid), None)
+        if answer is None:
+            return ('{"ok":false,"error":{"code":"js_timeout","message":"the request ran out '
+                    'of time waiting for a capability call"}}')
+        header, body = answer
+        if not header.get("ok", True):
+            return '{"ok":false,"error":' + body.decode() + "}"
+        size = -1
+        binary_size = header.get("bin")
+        if binary_size is not None:
+            cut = len(body) - int(binary_size)
+            self._result_bytes, body = body[cut:], body[:cut]
+            size = len(self._result_bytes)
+        value = b',"value":' + body if body else b""
+        return (b'{"ok":true,"size":' + str(size).encode() + value + b"}").decode()
+
+    def _wait_for(self, cid: int, request: Request) -> tuple[dict[str, Any], bytes] | None:
+        """Read the pipe until the result of call ``cid`` comes; every other frame is kept in
+        ``_deferred`` for the main loop. None when the request's time runs out, or the server
+        cancels it (its JS is then stopped: nothing it does after would be seen)."""
+        self.flush()
+        while True:
+            left = request.end - time.monotonic()
+            if left <= 0 or request.finished:
+                return None
+            readable, _, _ = select.select([self._in], [], [], left)
+            if not readable:
+                return None
+            data = os.read(self._in, 1 << 20)
+            if not data:
+                os._exit(0)              # the server is gone
+            self._moved += len(data)
+            found = None
+            for header, body in self._reader.feed(data):
+                kind = header["t"]
+                if kind == "res" and int(header["cid"]) == cid:
+                    found = (header, body)
+                    continue
+                if kind == "cancel" and int(header["id"]) == request.id:
+                    request.finished = True
+                    self.watchdog.arm(time.monotonic())  # stop its JS at once
+                self._deferred.append((header, body))
+            if found is not None:
+                return found
 
     @_host_function(0.0)
     def _on_fill(self, view: Any) -> float:
@@ -293,6 +362,7 @@ class Worker:
                 if self.requests else request.end, request.end)
         self.loop.current = request
         self.watchdog.arm(deadline)
+        self._blocked_s = 0.0
         error: BaseException | None = None
         try:
             fn(*args)
@@ -301,8 +371,8 @@ class Worker:
         finally:
             self.watchdog.disarm()
             self.loop.current = None
-            if request is not None:
-                request.js_s += time.monotonic() - started
+            if request is not None:     # waits in synchronous calls are not JS time
+                request.js_s += time.monotonic() - started - self._blocked_s
         if self.watchdog.orphaned:
             os._exit(0)                 # the server is gone: nobody is waiting for anything
         if self.watchdog.out_of_memory:
@@ -374,6 +444,8 @@ class Worker:
         limit = self._memory_limit = int(header["memory_mb"]) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
         files: dict[str, str] = orjson.loads(body)["files"]
+        main = header["main"]
+        go = header.get("runtime") == "go"
         self._load_end = time.monotonic() + _LOAD_S
         try:
             compiled: dict[str, Any] = {}
@@ -382,18 +454,27 @@ class Worker:
                 compiled[path] = self._pm.eval(source, {"filename": path, "lineno": 1})
 
             for path, text in files.items():
-                if path.endswith(".js"):
+                if path.endswith(".js") and not (go and path == main):
                     # Under the watchdog: source that closes the wrapper early
                     # ("}); while(true){} (function(){") runs right here.
-                    self.run_slice(None, compile_module, path, wrap(path, text).source)
+                    source = wrap_go(path, text) if go else wrap(path, text)
+                    self.run_slice(None, compile_module, path, source.source)
                     if not callable(compiled.get(path)):
                         raise ModuleSyntaxError(f"{path}: the file does not parse as one "
                                                 "module (unbalanced braces?)")
             json_files = {p: t for p, t in files.items() if p.endswith(".json")}
             granted = orjson.dumps(header.get("granted") or {}).decode()
             env = orjson.dumps(header.get("env")).decode()     # null: env not granted
-            self.run_slice(None, self.runtime["load"], compiled, json_files, header["main"],
-                           granted, env)
+            if go:
+                # A Go fazt script: compiled (and probed for a top-level return) by the
+                # compatibility runtime, run afresh for each request.
+                info = orjson.dumps({"app": header.get("app"), "version": __version__}).decode()
+                self.run_slice(None, self._go["load"], compiled, json_files, main,
+                               files.get(main, ""), env, info)
+                self._dispatch = self._go["dispatch"]
+            else:
+                self.run_slice(None, self.runtime["load"], compiled, json_files, main,
+                               granted, env)
             # Promise jobs the top level queued (async initialisation) belong to no request:
             # they run now, within the load's time, and never later outside any budget.
             while self.loop.ready:
@@ -412,6 +493,8 @@ class Worker:
     def run(self) -> None:
         self.send({"t": "ready", "pid": os.getpid()})
         while True:
+            while self._deferred:      # frames read during a synchronous call, in order
+                self.handle(*self._deferred.popleft())
             if self.loop.ready:
                 until = time.monotonic() + _FAIRNESS_S
                 while self.loop.ready and time.monotonic() < until:

@@ -163,6 +163,7 @@ class _Hosting:
 
 def _site() -> Any:
     return SimpleNamespace(app="a", deploy_id=1, generation=1, files={"api/main.js": "f"},
+                           runtime="fazt", capabilities=None,
                            manifest=SimpleNamespace(request_ms=None, memory_mb=None,
                                                     capabilities=None))
 

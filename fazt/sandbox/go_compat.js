@@ -1,0 +1,442 @@
+// The Go fazt compatibility runtime: runs an app written for the earlier Go fazt unchanged.
+//
+// Evaluated once per worker, after runtime.js and before the lockdown, with the runtime's
+// internals; used only for a deploy the server marked "go" (its manifest has no
+// "capabilities" key and api/main.js exports no handler). Such an api/main.js is a script,
+// run afresh for each request with the Go fazt's globals in scope: `request`, `respond`,
+// `fazt` and `require`. Its completion value (the value of the last expression statement
+// run, e.g. `handler(request)`), or what a top-level `return` gives, is the response.
+// Storage calls are synchronous, as in Go: each blocks the worker until the result is in
+// (the pool gives such an app's workers one request at a time). The mapping to fazt's own
+// capabilities is in docs/reference/go-compat.md.
+(function (rt) {
+  'use strict';
+  const { callSync, makeError, describe, done, log, toServer, bytesToBase64, base64ToBytes,
+    asBytes, headerList } = rt;
+  const freeze = Object.freeze;
+  const stringify = JSON.stringify;
+  const parse = JSON.parse;
+  const slice = Array.prototype.slice;
+  const PAGE = 1000;                      // the most one list/find call returns
+  const STDLIB = new Set(['lodash', 'cheerio', 'uuid', 'zod', 'marked', 'dayjs', 'validator']);
+  const PROBE = 'throw __fazt_src;';
+
+  // -- compiling api/main.js -------------------------------------------------------------
+  // Sloppy-mode code (Go scripts are not strict), made by an indirect eval: a direct eval in
+  // it sees the request's globals as the enclosing function's parameters.
+  const makeScript = (0, eval)('(function (__fazt_src) { return function (request, ' +
+    'respond, fazt, require) { return eval(__fazt_src); }; })');
+
+  function compiles(body) {
+    try { new Function(body); return true; } catch (e) { return false; }   // parses, runs nothing
+  }
+
+  // Text after the last `;` that is only blanks or a line comment: that `;` can go.
+  function withoutFinalSemicolon(text) {
+    const at = text.lastIndexOf(';');
+    if (at < 0 || !/^\s*(\/\/[^\n\r\u2028\u2029]*)?\s*$/.test(text.slice(at + 1))) return null;
+    return text.slice(0, at) + text.slice(at + 1);
+  }
+
+  // A script with a top-level `return` is compiled as a function body, which has no
+  // completion value. Its last statement, when that is an expression statement (the usual
+  // `respond(404, {...})` after the early returns), is returned instead. The boundary is the
+  // last line start where everything before compiles; lines that would continue the line
+  // before (starting with ( [ + - / or `) are not boundaries.
+  function returnLastStatement(source) {
+    const starts = [0];
+    const breaks = /\r\n|[\n\r\u2028\u2029]/g;
+    let m;
+    while ((m = breaks.exec(source)) !== null) starts.push(m.index + m[0].length);
+    for (let i = starts.length - 1, tried = 0; i >= 0 && tried < 200; i--) {
+      const head = source.slice(0, starts[i]);
+      const tail = source.slice(starts[i]);
+      const first = tail.trimStart();
+      if (first === '' || first.startsWith('//')) continue;
+      tried++;
+      if ('([+-/`'.includes(first[0]) || !compiles(head)) continue;
+      for (const expr of [tail, withoutFinalSemicolon(tail)]) {
+        if (expr !== null && compiles('return (' + expr + '\n)')) {
+          return head + 'return (' + expr + '\n);';
+        }
+      }
+      return source;              // the last statement is not an expression
+    }
+    return source;
+  }
+
+  // -> function (request, respond, fazt, require) giving the response
+  function compileMain(path, source) {
+    const url = '\n//# sourceURL=' + path;
+    try {
+      makeScript(PROBE + source + url)();      // compiles it; the first statement throws
+    } catch (e) {
+      if (e === PROBE + source + url) return makeScript(source + url);
+      if (!(e instanceof SyntaxError)) throw e;
+      if (!String(e.message).includes('return not in function')) {
+        const column = e.lineNumber === 1 ? e.columnNumber - PROBE.length : e.columnNumber;
+        throw new SyntaxError(`${path}:${e.lineNumber}:${column}: ${e.message}`);
+      }
+    }
+    // A top-level return: a function body.
+    return (0, eval)('(function (request, respond, fazt, require) {' +
+      returnLastStatement(source) + '\n})' + url);
+  }
+
+  // -- request and response --------------------------------------------------------------
+  // Go's canonical header case (Content-Type); the lowercase name works too, unlisted.
+  function canonical(name) {
+    return name.replace(/(^|-)([a-z])/g, (_, dash, c) => dash + c.toUpperCase());
+  }
+
+  function goRequest(raw) {
+    const query = {};
+    for (const key of Object.keys(raw.query)) {
+      const value = raw.query[key];
+      query[key] = Array.isArray(value) ? value[0] : value;
+    }
+    const headers = {};
+    for (const name of Object.keys(raw.headers)) {
+      headers[canonical(name)] = raw.headers[name];
+      if (canonical(name) !== name) {
+        Object.defineProperty(headers, name, { value: raw.headers[name], enumerable: false });
+      }
+    }
+    let body = null;
+    if (raw.method !== 'GET' && raw.method !== 'HEAD') {
+      const type = String(raw.headers['content-type'] || '').split(';')[0].trim().toLowerCase();
+      if (type === 'application/json' || type.endsWith('+json')) {
+        body = raw.body;                  // parsed by the server (malformed JSON: 400)
+      } else if (raw.form !== undefined) {
+        body = raw.form;
+      }
+    }
+    const request = { method: raw.method, path: raw.path, query, headers, body };
+    if (raw.files !== undefined) {
+      const files = {};
+      for (const field of Object.keys(raw.files)) {
+        const f = raw.files[field];
+        const bytes = base64ToBytes(f.data);
+        files[field] = { name: f.name, type: f.type, size: bytes.length, data: bytes.buffer };
+      }
+      request.files = files;
+    }
+    return request;
+  }
+
+  const responses = new WeakSet();      // the objects respond() made
+  let servedData = [];                  // s3.get data strings of this request (see bodyOf)
+
+  function respond(status, body, headers) {
+    let response;
+    if (arguments.length === 0) response = { status: 200, body: null };
+    else if (arguments.length === 1) {
+      response = typeof status === 'number' ? { status } : { status: 200, body: status };
+    } else response = { status, body, headers };
+    responses.add(response);
+    return response;
+  }
+
+  function isJsonType(type) {
+    return /^application\/(.+\+)?json\b/i.test(type);
+  }
+
+  // The Go fazt wrote a string body raw; with a non-JSON content type it first base64-decoded
+  // any string that parsed as base64, so that `respond(200, file.data, {"Content-Type":
+  // file.mime})` served an s3 blob. Only the data of a blob this request read is decoded
+  // here: a text body that happens to look like base64 is sent as it is.
+  function bodyOf(body, type, out) {
+    if (body === undefined || body === null) return;
+    if (typeof body === 'string') {
+      if (!isJsonType(type) && servedData.includes(body)) out.b64 = body;
+      else out.body = body;
+      return;
+    }
+    const bytes = asBytes(body);
+    if (bytes !== null) { out.b64 = bytesToBase64(bytes); return; }
+    out.body = stringify(body);
+    if (out.body === undefined) out.body = '';
+  }
+
+  function toResponse(value) {
+    let spec = value;
+    if (value === undefined || value === null) spec = {};
+    else if (typeof value !== 'object' || !(responses.has(value) ||
+        (typeof value.status === 'number' && ('body' in value || 'headers' in value)))) {
+      spec = { body: value };      // any other value is the body (a plain object as JSON)
+    }
+    const status = spec.status === undefined ? 200 : spec.status;
+    const headers = headerList(spec.headers);
+    let type = 'application/json';
+    for (const [name, v] of headers) if (name.toLowerCase() === 'content-type') type = v;
+    const out = { status, headers, type };
+    if (status !== 204 && status !== 304) bodyOf(spec.body, type, out);
+    return toServer(out);
+  }
+
+  // -- fazt.* ------------------------------------------------------------------------------
+  function sync(cap, method) {
+    return function () { return callSync(cap, method, slice.call(arguments)); };
+  }
+
+  function unavailable(name, why) {
+    return new Proxy(freeze({}), {
+      get(target, key) {
+        // JSON.stringify and await look for these; they are not a use of the namespace.
+        if (typeof key === 'symbol' || key === 'toJSON' || key === 'then') return undefined;
+        throw makeError({ code: 'not_available',
+          message: `${name}.${String(key)} is not available in fazt's Go compatibility mode` +
+            (why ? ` (${why})` : '') });
+      },
+    });
+  }
+
+  // Every page of a paginated list, as one array.
+  function allItems(cap, method, prefix) {
+    const out = [];
+    let cursor = null;
+    do {
+      const page = callSync(cap, method, [prefix, cursor === null ? { limit: PAGE }
+        : { limit: PAGE, cursor }]);
+      for (const item of page.items) out.push(item);
+      cursor = page.cursor;
+    } while (cursor !== null && cursor !== undefined);
+    return out;
+  }
+
+  function kvStore(p) {
+    return freeze({
+      get: sync('kv', p + 'get'),
+      set(key, value, ttlMs) {
+        const ttl = typeof ttlMs === 'number' && ttlMs > 0 ? Math.max(1, Math.round(ttlMs)) : 0;
+        callSync('kv', p + 'set', ttl ? [key, value, { ttlMs: ttl }] : [key, value]);
+      },
+      delete: sync('kv', p + 'delete'),
+      increment: sync('kv', p + 'increment'),
+      list(prefix) {
+        return allItems('kv', p + 'list', prefix === undefined ? '' : prefix).map(function (i) {
+          const item = { key: i.key, value: i.value };
+          if (i.expiresAt !== null) item.expiresAt = i.expiresAt;
+          return item;
+        });
+      },
+    });
+  }
+
+  // Go documents carry `id`; fazt's carry `_id`.
+  function goDoc(doc) {
+    if (doc === undefined || doc === null) return null;
+    const out = {};
+    for (const key of Object.keys(doc)) {
+      if (key !== '_id' && key !== '_createdAt' && key !== '_updatedAt') out[key] = doc[key];
+    }
+    out.id = doc._id;
+    out._createdAt = doc._createdAt;
+    out._updatedAt = doc._updatedAt;
+    return out;
+  }
+
+  function goQuery(query) {
+    if (query === undefined || query === null) return {};
+    if (typeof query !== 'object' || Array.isArray(query)) return query;  // fazt says why
+    const out = {};
+    for (const key of Object.keys(query)) {
+      const value = query[key];
+      if ((key === '$and' || key === '$or') && Array.isArray(value)) out[key] = value.map(goQuery);
+      else out[key === 'id' ? '_id' : key] = value;
+    }
+    return out;
+  }
+
+  // Keys without a `$` are an implicit $set, as in Go.
+  function goChanges(changes) {
+    if (changes === null || typeof changes !== 'object' || Array.isArray(changes)) return changes;
+    const out = {};
+    const set = {};
+    let plain = false;
+    for (const key of Object.keys(changes)) {
+      if (key.startsWith('$')) out[key] = changes[key];
+      else { set[key] = changes[key]; plain = true; }
+    }
+    if (plain) out.$set = Object.assign({}, out.$set, set);
+    return out;
+  }
+
+  function dsStore(p, legacy) {
+    // Newest first unless {order: 'asc'}; every match unless {limit}, paging as needed.
+    function find(collection, query, opts) {
+      opts = opts || {};
+      const sort = opts.sort !== undefined ? opts.sort
+        : { _createdAt: String(opts.order).toLowerCase() === 'asc' ? 1 : -1 };
+      const want = typeof opts.limit === 'number' && opts.limit > 0 ? opts.limit : Infinity;
+      let offset = typeof opts.offset === 'number' && opts.offset > 0 ? opts.offset : 0;
+      const q = goQuery(query);
+      const out = [];
+      while (out.length < want) {
+        const limit = Math.min(PAGE, want - out.length);
+        const page = callSync('docs', p + 'find', [collection, q, { sort, limit, offset }]);
+        for (const doc of page) out.push(goDoc(doc));
+        if (page.length < limit) break;
+        offset += page.length;
+      }
+      return out;
+    }
+
+    const store = {
+      insert(collection, doc) {
+        const data = Object.assign({}, doc);
+        const id = data.id;
+        delete data.id;
+        if (typeof id === 'string' && id !== '') data._id = id;
+        return callSync('docs', p + 'insert', [collection, data])._id;
+      },
+      find,
+      findOne(collection, query) {
+        if (typeof query === 'string') {
+          return goDoc(callSync('docs', p + 'get', [collection, query]));
+        }
+        const found = find(collection, query, { limit: 1 });
+        return found.length ? found[0] : null;
+      },
+      update(collection, query, changes) {
+        return callSync('docs', p + 'update', [collection, goQuery(query), goChanges(changes)]);
+      },
+      delete(collection, query) {
+        return callSync('docs', p + 'delete', [collection, goQuery(query)]);
+      },
+      count(collection, query) {
+        return callSync('docs', p + 'count', [collection, goQuery(query)]);
+      },
+    };
+    if (legacy) {
+      // Keeps the newest keepN documents of the collection, deletes the rest.
+      store.deleteOldest = function (collection, keepN) {
+        const keep = typeof keepN === 'number' && keepN > 0 ? Math.floor(keepN) : 0;
+        let deleted = 0;
+        for (;;) {
+          const old = callSync('docs', p + 'find', [collection, {},
+            { sort: { _createdAt: -1 }, limit: PAGE, offset: keep }]);
+          if (old.length === 0) return deleted;
+          deleted += callSync('docs', p + 'delete',
+            [collection, { _id: { $in: old.map((d) => d._id) } }]);
+        }
+      };
+    }
+    return freeze(store);
+  }
+
+  function blobPath(path) {
+    return typeof path === 'string' ? path.replace(/^\/+/, '') : path;
+  }
+
+  function s3Store(p) {
+    return freeze({
+      put(path, data, mime) {
+        callSync('blobs', p + 'put', [blobPath(path), data,
+          { contentType: typeof mime === 'string' && mime ? mime : 'application/octet-stream' }]);
+      },
+      get(path) {
+        const blob = callSync('blobs', p + 'get', [blobPath(path)]);
+        if (blob === null || blob === undefined) return null;
+        const data = bytesToBase64(blob.data);
+        servedData.push(data);
+        if (servedData.length > 16) servedData.shift();
+        return { data, mime: blob.contentType, size: blob.size, hash: blob.sha256 };
+      },
+      delete: sync('blobs', p + 'delete'),
+      list(prefix) {
+        return allItems('blobs', p + 'list', prefix === undefined ? '' : blobPath(prefix))
+          .map((b) => ({ path: b.key, mime: b.contentType, size: b.size, updatedAt: b.updatedAt }));
+      },
+    });
+  }
+
+  function buildFazt(info, env) {
+    const values = env || {};
+    const later = 'not part of fazt yet';
+    const app = {
+      id: info.app, name: info.app,
+      kv: kvStore(''), ds: dsStore('', false), s3: s3Store(''),
+      user: freeze({ kv: kvStore('user.'), ds: dsStore('user.', false), s3: s3Store('user.') }),
+      media: unavailable('fazt.app.media', later),
+    };
+    return freeze({
+      app: freeze(app),
+      storage: freeze({ kv: kvStore(''), ds: dsStore('', true), s3: s3Store('') }),
+      env: freeze({
+        get(name, fallback) {
+          return Object.prototype.hasOwnProperty.call(values, name) ? values[name] : fallback;
+        },
+        has(name) { return Object.prototype.hasOwnProperty.call(values, name); },
+      }),
+      log,
+      version: info.version,
+      auth: unavailable('fazt.auth', later),
+      realtime: unavailable('fazt.realtime', later),
+      worker: unavailable('fazt.worker', later),
+      net: unavailable('fazt.net', later),
+      private: unavailable('fazt.private', later),
+      image: unavailable('fazt.image', later),
+    });
+  }
+
+  // -- modules (Go: `./x.js` and `x.js` are api/x.js; loaded once per request) ------------
+  let modules = null;     // path -> compiled function or {json}
+  let main = null;
+  let fazt = null;
+
+  function makeRequire(request) {
+    const cache = new Map();
+    return function require(spec) {
+      if (typeof spec !== 'string') throw new TypeError('require() takes a path');
+      if (STDLIB.has(spec)) {
+        throw new Error(`require(${stringify(spec)}): the Go fazt's bundled ${spec} is not ` +
+          `part of fazt; copy the library into api/ and require it by path`);
+      }
+      let path = 'api/' + spec.replace(/^(\.\/)+/, '');
+      if (!modules.has(path)) {
+        path = [path + '.js', path + '.json'].find((p) => modules.has(p)) || path;
+      }
+      if (!modules.has(path)) throw new Error(`require(${stringify(spec)}): no module ${path}`);
+      if (cache.has(path)) return cache.get(path).exports;
+      const module = { exports: {} };
+      cache.set(path, module);
+      const entry = modules.get(path);
+      if (typeof entry === 'function') {
+        entry.call(module.exports, module.exports, require, module, path,
+          path.slice(0, path.lastIndexOf('/')), request, respond, fazt);
+      } else module.exports = parse(entry.json);
+      return module.exports;
+    };
+  }
+
+  return {
+    load: function (compiled, jsonFiles, mainPath, mainSource, env, infoJson) {
+      modules = new Map();
+      for (const path of Object.keys(compiled)) modules.set(path, compiled[path]);
+      for (const path of Object.keys(jsonFiles)) modules.set(path, { json: jsonFiles[path] });
+      fazt = buildFazt(parse(infoJson), parse(env));
+      main = compileMain(mainPath, String(mainSource));
+    },
+
+    dispatch: function (rid, rawJson) {
+      servedData = [];
+      let value;
+      try {
+        const request = goRequest(parse(rawJson));
+        value = main(request, respond, fazt, makeRequire(request));
+      } catch (e) {
+        done(rid, false, describe(e));
+        return;
+      }
+      const finish = function (settled) {
+        let text;
+        try { text = toResponse(settled); } catch (e) { done(rid, false, describe(e)); return; }
+        done(rid, true, text);
+      };
+      if (value !== null && typeof value === 'object' && typeof value.then === 'function') {
+        Promise.resolve(value).then(finish, function (e) { done(rid, false, describe(e)); });
+      } else finish(value);
+    },
+  };
+})
