@@ -211,12 +211,17 @@ def app_info(name: str, **kwargs: Any) -> None:
     info = _call(kwargs, "GET", f"/api/apps/{name}")
     console.print(f"[bold]{info['name']}[/]  {info['url']}", highlight=False)
     console.print(f"created {info['created_at']}")
-    table = Table("deploy", "", "files", "size", "spa", "source", "created at")
+    table = Table("deploy", "", "files", "size", "spa", "runtime", "source", "created at")
     for d in info["deploys"]:
         table.add_row(str(d["id"]), "live" if d["current"] else "", str(d["file_count"]),
-                      _size(d["total_bytes"]), "yes" if d["spa"] else "", d["source"],
+                      _size(d["total_bytes"]), "yes" if d["spa"] else "",
+                      "Go compat" if d.get("runtime") == "go" else "fazt", d["source"],
                       d["created_at"])
     console.print(table)
+    if (info.get("current") or {}).get("runtime") == "go":
+        console.print("runtime: Go fazt compatibility (manifest without \"capabilities\", "
+                      "api/main.js a Go fazt script): kv, docs, blobs and env are granted",
+                      highlight=False)
     _print_capabilities(info["capabilities"])
 
 
@@ -239,6 +244,8 @@ def _print_capabilities(caps: dict[str, Any]) -> None:
 def _describe_grant(value: Any) -> str:
     if value is None:
         return "-"
+    if value == "*":
+        return "every name"
     if isinstance(value, list):
         return ", ".join(value) or "(no names)"
     return f"quota {value['quota_mb']} MB" if "quota_mb" in value else "yes"
@@ -331,7 +338,13 @@ def app_env_list(name: str, **kwargs: Any) -> None:
 def app_validate(directory: Path) -> None:
     """Check DIRECTORY as a deploy would (manifest.json, and every api/ JavaScript file
     compiled, not run) without deploying it."""
-    from fazt.hosting import MANIFEST_PATH, collect_files, parse_manifest, unknown_keys
+    from fazt.hosting import (
+        MANIFEST_PATH,
+        collect_files,
+        parse_manifest,
+        runtime_of,
+        unknown_keys,
+    )
     from fazt.sandbox.check import check_sources
 
     try:
@@ -368,7 +381,14 @@ def app_validate(directory: Path) -> None:
         err_console.print(f"[red]error:[/] {problem}", highlight=False, markup=True)
     if problems:
         _fail(f"{directory}: {len(problems)} problem{'' if len(problems) == 1 else 's'}")
-    caps = manifest.capabilities if manifest else None
+    assert manifest is not None
+    main = sources.get("api/main.js")
+    if runtime_of(manifest, None if main is None else main.encode("utf-8")) == "go":
+        console.print(f"{directory}: ok ({len(files)} files, {len(sources)} in api/; runtime: "
+                      "Go fazt compatibility, with kv, docs, blobs and env granted: see "
+                      "docs/reference/go-compat.md)", highlight=False)
+        return
+    caps = manifest.capabilities
     console.print(f"{directory}: ok ({len(files)} files, {len(sources)} in api/; capabilities: "
                   f"{', '.join(sorted(caps.items)) if caps and caps.items else 'none'})",
                   highlight=False)

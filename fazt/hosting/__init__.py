@@ -8,6 +8,7 @@ from fazt.hosting._hosting import AppInfo as AppInfo
 from fazt.hosting._hosting import DeployInfo as DeployInfo
 from fazt.hosting._hosting import DeployResult as DeployResult
 from fazt.hosting._hosting import Hosting as Hosting
+from fazt.hosting._hosting import runtime_of as runtime_of
 from fazt.hosting._manifest import MANIFEST_PATH as MANIFEST_PATH
 from fazt.hosting._manifest import Manifest as Manifest
 from fazt.hosting._manifest import parse_manifest as parse_manifest
@@ -44,6 +45,7 @@ __all__ = [
     "pack_tar_gz",
     "parse_manifest",
     "read_archive",
+    "runtime_of",
     "unknown_keys",
     "validate_app_name",
 ]

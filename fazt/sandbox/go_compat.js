@@ -38,11 +38,12 @@
     return text.slice(0, at) + text.slice(at + 1);
   }
 
-  // A script with a top-level `return` is compiled as a function body, which has no
-  // completion value. Its last statement, when that is an expression statement (the usual
-  // `respond(404, {...})` after the early returns), is returned instead. The boundary is the
-  // last line start where everything before compiles; lines that would continue the line
-  // before (starting with ( [ + - / or `) are not boundaries.
+  // The script as a function body that returns its last top-level statement, when that is
+  // an expression statement: the last line start where everything before compiles as a body
+  // and everything after as one expression. null when there is none. Lines that could
+  // continue the line before (starting with ( [ + - / or `) or that start a declaration or a
+  // block ({, function, async, class) are not taken: `function handler(req) {...}` at the end
+  // must stay a declaration.
   function returnLastStatement(source) {
     const starts = [0];
     const breaks = /\r\n|[\n\r\u2028\u2029]/g;
@@ -54,33 +55,46 @@
       const first = tail.trimStart();
       if (first === '' || first.startsWith('//')) continue;
       tried++;
-      if ('([+-/`'.includes(first[0]) || !compiles(head)) continue;
+      if ('([+-/`{'.includes(first[0]) || /^(function|async|class)\b/.test(first) ||
+          !compiles(head)) continue;
       for (const expr of [tail, withoutFinalSemicolon(tail)]) {
         if (expr !== null && compiles('return (' + expr + '\n)')) {
           return head + 'return (' + expr + '\n);';
         }
       }
-      return source;              // the last statement is not an expression
+      return null;                // the last statement is not an expression
     }
-    return source;
+    return null;
   }
 
-  // -> function (request, respond, fazt, require) giving the response
+  // -> function (request, respond, fazt, require) giving the response.
+  //
+  // A script that ends with an expression statement is compiled once as a function body that
+  // returns it: the same value as the script's completion value (a script without a
+  // top-level return runs to its end). A script with top-level returns (valid here, not in
+  // the Go fazt) must be a function body too; if it does not end with an expression, falling
+  // off its end gives undefined. Any other script keeps its exact completion value: a direct
+  // eval for each request (SpiderMonkey does not cache the eval of a script with functions
+  // in it: ~20 us per KB of script).
   function compileMain(path, source) {
     const url = '\n//# sourceURL=' + path;
+    let topLevelReturn = false;
     try {
       makeScript(PROBE + source + url)();      // compiles it; the first statement throws
     } catch (e) {
-      if (e === PROBE + source + url) return makeScript(source + url);
-      if (!(e instanceof SyntaxError)) throw e;
-      if (!String(e.message).includes('return not in function')) {
-        const column = e.lineNumber === 1 ? e.columnNumber - PROBE.length : e.columnNumber;
-        throw new SyntaxError(`${path}:${e.lineNumber}:${column}: ${e.message}`);
+      if (e !== PROBE + source + url) {
+        if (!(e instanceof SyntaxError)) throw e;
+        if (!String(e.message).includes('return not in function')) {
+          const column = e.lineNumber === 1 ? e.columnNumber - PROBE.length : e.columnNumber;
+          throw new SyntaxError(`${path}:${e.lineNumber}:${column}: ${e.message}`);
+        }
+        topLevelReturn = true;
       }
     }
-    // A top-level return: a function body.
+    const body = returnLastStatement(source);
+    if (body === null && !topLevelReturn) return makeScript(source + url);
     return (0, eval)('(function (request, respond, fazt, require) {' +
-      returnLastStatement(source) + '\n})' + url);
+      (body === null ? source : body) + '\n})' + url);
   }
 
   // -- request and response --------------------------------------------------------------
