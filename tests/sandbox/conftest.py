@@ -51,12 +51,14 @@ class SandboxHarness:
                   memory_mb: int = 128, deploy_id: int | None = None,
                   granted: Mapping[str, list[str]] | None = None,
                   capabilities: Callable[[str, str, list[Any], Budget], Awaitable[Any]]
-                  = no_capabilities, request_id: str = "rid") -> JsOutcome:
+                  = no_capabilities, request_id: str = "rid", runtime: str = "fazt",
+                  env: Mapping[str, str] | None = None) -> JsOutcome:
         deploy = deploy_id if deploy_id is not None else self.deploys.setdefault(app, 1)
 
         async def load() -> AppCode:
             return AppCode(app=app, deploy_id=deploy, main="api/main.js", files=dict(files),
-                           memory_mb=memory_mb, granted=dict(granted or {}))
+                           memory_mb=memory_mb, granted=dict(granted or {}), runtime=runtime,
+                           env=env)
 
         policy = policy or BudgetPolicy(request_s=request_s, js_cap_s=request_s)
         budget = Budget.start(policy)
