@@ -238,7 +238,7 @@ class WebService:
                              app, level, message, request_id=request_id))
         root = RootApp(domain=config.domain, admin=create_admin_app(ctx),  # type: ignore[arg-type]
                        hosting=hosting, api=api, blobs=self._data.blobs,
-                       storage_timeout_s=config.storage_op_timeout_s)
+                       capabilities=capabilities, storage_timeout_s=config.storage_op_timeout_s)
         install_send_guard(self.send_guard)
         try:
             async with trio.open_nursery() as nursery:

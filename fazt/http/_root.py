@@ -24,6 +24,7 @@ from urllib.parse import unquote
 
 import trio
 
+from fazt.capabilities import Capabilities
 from fazt.capabilities.blobs import BlobStore
 from fazt.errors import FaztError, NotFound
 from fazt.hosting import Hosting, is_content_hashed
@@ -71,8 +72,10 @@ class RootApp:
 
     def __init__(self, *, domain: str, admin: ASGIApp, hosting: Hosting,
                  api: ApiGateway | None = None, blobs: BlobStore | None = None,
+                 capabilities: Capabilities | None = None,
                  storage_timeout_s: float = 5.0) -> None:
         self._blobs = blobs
+        self._capabilities = capabilities
         self._storage_timeout_s = storage_timeout_s
         self._domain_suffix = "." + domain
         self._admin_hosts = frozenset({domain, "admin." + domain, "localhost"})
@@ -121,6 +124,11 @@ class RootApp:
                 return
             raw_path = scope_path_bytes(scope)
             if raw_path.startswith(BLOBS_PREFIX) and self._blobs is not None:
+                if self._capabilities is not None and "blobs" not in \
+                        self._capabilities.grant(site.app, site.capabilities).capabilities:
+                    # Withheld by the operator (or never asked for): its URLs stop working,
+                    # with the 404 of a missing blob.
+                    raise NotFound("no such blob")
                 await serve_blob(scope, send, blobs=self._blobs, app=site.app,
                                  op_timeout_s=self._storage_timeout_s, common=common)
                 return

@@ -737,6 +737,7 @@ def test_an_app_without_blobs_in_its_manifest_is_refused_blobs(server: FaztServe
 def test_withheld_blobs_are_403_capability_not_granted(server: FaztServer) -> None:
     deploy(server, "blobs-withheld", blobs_app())
     ok(server, "blobs-withheld", "put", "kept", "still here", {"public": True})
+    assert fetch(server, "blobs-withheld", "/_fazt/blobs/kept").content == b"still here"
     with server.admin() as admin:
         r = admin.post("/api/apps/blobs-withheld/policy", json={"withhold": ["blobs"]})
     assert r.status_code == 200, r.text
@@ -748,8 +749,11 @@ def test_withheld_blobs_are_403_capability_not_granted(server: FaztServer) -> No
         assert_error(r, 403, "capability_not_granted")
         r = post(server, "blobs-withheld", "gen", key="k", size=10, uncaught=True)
         assert_error(r, 403, "capability_not_granted")
+        # its URLs stop working too, with the 404 of a missing blob
+        assert_error(fetch(server, "blobs-withheld", "/_fazt/blobs/kept"), 404, "not_found")
     finally:
         with server.admin() as admin:
             r = admin.post("/api/apps/blobs-withheld/policy", json={"reset": True})
         assert r.status_code == 200, r.text
     assert ok(server, "blobs-withheld", "get", "kept", text=True)["text"] == "still here"
+    assert fetch(server, "blobs-withheld", "/_fazt/blobs/kept").status_code == 200
