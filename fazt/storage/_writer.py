@@ -144,8 +144,9 @@ class Writer:
             except sqlcipher3.Error as exc:
                 self._fail(todo, exc)
                 return
+            alone = len(todo) == 1
             for index, job in enumerate(todo):
-                error = self._run_job(job)
+                error = self._run_job(job, savepoint=not alone)
                 if error is None:
                     succeeded.append(job)
                     continue
@@ -172,21 +173,29 @@ class Writer:
             self._conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
             self._busy_set_ms = wait_ms
 
-    def _run_job(self, job: Job[Any]) -> BaseException | None:
-        """Run one job in a savepoint; return its error (already translated) or None."""
+    def _run_job(self, job: Job[Any], *, savepoint: bool = True) -> BaseException | None:
+        """Run one job in a savepoint; return its error (already translated) or None. The job
+        of a batch of one needs no savepoint (two statements less on the write path): when it
+        fails, the whole transaction is rolled back."""
         conn = self._conn
         in_savepoint = False
         try:
             if self._fault_hook is not None:
                 self._fault_hook("write", job)
             if job.should_stop():
+                if not savepoint:
+                    self._rollback_quietly()
                 return storage_timeout()
-            conn.execute("SAVEPOINT job")
-            in_savepoint = True
+            if savepoint:
+                conn.execute("SAVEPOINT job")
+                in_savepoint = True
             job.set_value(self._guard.call(job))
-            conn.execute("RELEASE job")
+            if savepoint:
+                conn.execute("RELEASE job")
         except Exception as exc:  # noqa: BLE001 - the job's own error, delivered to its caller
-            if in_savepoint and conn.in_transaction:
+            if not savepoint:
+                self._rollback_quietly()
+            elif in_savepoint and conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")

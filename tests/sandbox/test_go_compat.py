@@ -318,3 +318,29 @@ async def test_required_modules_see_the_request_and_run_per_request(
     for _ in range(2):
         outcome = await sandbox.run("m", files, runtime="go")
         assert orjson.loads(outcome.response["body"]) == {"same": True, "path": "/api/x", "n": 1}
+
+
+# -- the reference documents every name ----------------------------------------------------------
+
+async def test_every_fazt_name_is_in_the_reference(sandbox: SandboxHarness) -> None:
+    """docs/reference/go-compat.md names every member of ``fazt`` and every method of the
+    Go fazt's kv, ds and s3 (as ``kv.get(...)``)."""
+    import re
+    from pathlib import Path
+
+    r = await go(sandbox, "respond({top: Object.keys(fazt), app: Object.keys(fazt.app),"
+                          " kv: Object.keys(fazt.storage.kv), ds: Object.keys(fazt.storage.ds),"
+                          " s3: Object.keys(fazt.storage.s3), env: Object.keys(fazt.env),"
+                          " user: Object.keys(fazt.app.user)})\n", name="names")
+    names = body_of(r)
+    doc = (Path(__file__).parents[2] / "docs" / "reference" / "go-compat.md").read_text()
+    spans = {m[1:-1] for m in re.findall(r"`[^`\n]+`", doc)}
+    prefixes = spans | {s.split("(", 1)[0] for s in spans}
+    assert {"deleteOldest", "findOne", "insert"} <= set(names["ds"])
+    missing = [f"{ns}.{m}" for ns in ("kv", "ds", "s3") for m in names[ns]
+               if f"{ns}.{m}" not in prefixes]
+    missing += [f"fazt.{m}" for m in names["top"] if f"fazt.{m}" not in doc]
+    missing += [f"fazt.app.{m}" for m in names["app"] if f"fazt.app.{m}" not in doc]
+    missing += [f"fazt.env.{m}" for m in names["env"] if f"fazt.env.{m}" not in prefixes]
+    missing += [f"fazt.app.user.{m}" for m in names["user"] if f"fazt.app.user.{m}" not in doc]
+    assert missing == []
