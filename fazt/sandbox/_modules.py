@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 MODULE_WRAPPER = "(function (exports, require, module, __filename, __dirname) {"
 GO_MODULE_WRAPPER = ("(function (exports, require, module, __filename, __dirname, request, "
-                     "respond, fazt) {")
-"""A module of an app written for the Go fazt: it sees the request's globals too."""
+                     "respond, fazt, __fazt_scope) { with (__fazt_scope) {")
+"""A module of an app written for the Go fazt: it sees the request's globals too, and its
+undeclared assignments land in a scope of its own (see go_compat.js)."""
 _NAME = r"[A-Za-z_$][\w$]*"
 _SPEC = r"""(?P<q>['"])(?P<spec>[^'"\n]+)(?P=q)"""
 _ESM_LINE = re.compile(r"^[ \t]*(?:import[\s{*'\"]|export[\s{*])", re.M)
@@ -84,7 +85,7 @@ def wrap(path: str, source: str) -> CompiledSource:
 
 def wrap_go(path: str, source: str) -> CompiledSource:
     """A module of a Go-compatibility app (no ES module syntax: the Go fazt had none)."""
-    return CompiledSource(path=path, source=f"{GO_MODULE_WRAPPER}{source}\n}})")
+    return CompiledSource(path=path, source=f"{GO_MODULE_WRAPPER}{source}\n}}}})")
 
 
 def to_commonjs(path: str, source: str) -> str:

@@ -22,19 +22,41 @@
   const PROBE = 'throw __fazt_src;';
 
   // -- compiling api/main.js -------------------------------------------------------------
-  // Sloppy-mode code (Go scripts are not strict), made by an indirect eval: a direct eval in
-  // it sees the request's globals as the enclosing function's parameters.
-  const makeScript = (0, eval)('(function (__fazt_src) { return function (request, ' +
-    'respond, fazt, require) { return eval(__fazt_src); }; })');
+  // Sloppy-mode code (Go scripts are not strict), made by an indirect eval. The script runs
+  // inside `with (scope)`: `scope` (makeScope) takes the script's top-level variables and the
+  // names it assigns without declaring them (`total = 0`, `for (i = 0; ...)`), which would
+  // otherwise vanish (the worker's global object is frozen) and then fail to read. In eval
+  // mode the script is wrapped in a block, so that its function declarations are block
+  // bindings, found before `scope`; a direct eval sees the request's globals as the enclosing
+  // function's parameters.
+  const PARAMS = 'request, respond, fazt, require, __fazt_scope';
+  const makeScript = (0, eval)('(function (__fazt_src) { return function (' + PARAMS +
+    ') { with (__fazt_scope) { return eval(__fazt_src); } }; })');
+
+  // Names `scope` leaves alone: the parameters, and the globals (JSON, Math, console...).
+  const OWN_NAMES = new Set(['request', 'respond', 'fazt', 'require', '__fazt_scope',
+    '__fazt_src', 'arguments', 'eval', 'exports', 'module', '__filename', '__dirname']);
+
+  function makeScope() {
+    const store = Object.create(null);
+    return new Proxy(store, {
+      has(target, key) {
+        return typeof key === 'string' && !OWN_NAMES.has(key) && !(key in globalThis);
+      },
+      get(target, key) { return typeof key === 'string' ? store[key] : undefined; },
+      set(target, key, value) { store[key] = value; return true; },
+    });
+  }
 
   function compiles(body) {
     try { new Function(body); return true; } catch (e) { return false; }   // parses, runs nothing
   }
 
-  // Text after the last `;` that is only blanks or a line comment: that `;` can go.
+  // Text after the last `;` that is only blanks and comments: that `;` can go.
+  const COMMENTS_ONLY = /^(?:\s|\/\/[^\n\r\u2028\u2029]*|\/\*[\s\S]*?\*\/)*$/;
   function withoutFinalSemicolon(text) {
     const at = text.lastIndexOf(';');
-    if (at < 0 || !/^\s*(\/\/[^\n\r\u2028\u2029]*)?\s*$/.test(text.slice(at + 1))) return null;
+    if (at < 0 || !COMMENTS_ONLY.test(text.slice(at + 1))) return null;
     return text.slice(0, at) + text.slice(at + 1);
   }
 
@@ -67,7 +89,14 @@
     return null;
   }
 
-  // -> function (request, respond, fazt, require) giving the response.
+  // A SyntaxError as the app's author needs it: their file, line and column.
+  function located(path, error, line1Offset) {
+    const column = error.lineNumber === 1 ? error.columnNumber - line1Offset
+      : error.columnNumber;
+    return `${path}:${error.lineNumber}:${column}: SyntaxError: ${error.message}`;
+  }
+
+  // -> function (request, respond, fazt, require, scope) giving the response.
   //
   // A script that ends with an expression statement is compiled once as a function body that
   // returns it: the same value as the script's completion value (a script without a
@@ -80,21 +109,25 @@
     const url = '\n//# sourceURL=' + path;
     let topLevelReturn = false;
     try {
-      makeScript(PROBE + source + url)();      // compiles it; the first statement throws
+      makeScript(PROBE + source + url)(undefined, undefined, undefined, undefined, {});
     } catch (e) {
       if (e !== PROBE + source + url) {
         if (!(e instanceof SyntaxError)) throw e;
         if (!String(e.message).includes('return not in function')) {
-          const column = e.lineNumber === 1 ? e.columnNumber - PROBE.length : e.columnNumber;
-          throw new SyntaxError(`${path}:${e.lineNumber}:${column}: ${e.message}`);
+          throw new Error(located(path, e, PROBE.length));
         }
         topLevelReturn = true;
       }
     }
     const body = returnLastStatement(source);
-    if (body === null && !topLevelReturn) return makeScript(source + url);
-    return (0, eval)('(function (request, respond, fazt, require) {' +
-      (body === null ? source : body) + '\n})' + url);
+    if (body === null && !topLevelReturn) return makeScript('{' + source + '\n}' + url);
+    const head = '(function (' + PARAMS + ') { with (__fazt_scope) {';
+    try {
+      return (0, eval)(head + (body === null ? source : body) + '\n} })' + url);
+    } catch (e) {
+      if (e instanceof SyntaxError) throw new Error(located(path, e, head.length));
+      throw e;
+    }
   }
 
   // -- request and response --------------------------------------------------------------
@@ -172,6 +205,35 @@
     if (out.body === undefined) out.body = '';
   }
 
+  // A Set-Cookie header the Go fazt passed through becomes a cookie spec, which the server
+  // checks like any app's (no Domain: an app's cookies are host-only). Only the attributes
+  // the header names apply: no HttpOnly means none.
+  function parseSetCookie(text) {
+    const parts = String(text).split(';');
+    const eq = parts[0].indexOf('=');
+    const name = (eq < 0 ? parts[0] : parts[0].slice(0, eq)).trim();
+    let value = eq < 0 ? '' : parts[0].slice(eq + 1).trim();
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+    const options = { value, httpOnly: false };
+    let expires = null;
+    for (const part of parts.slice(1)) {
+      const at = part.indexOf('=');
+      const key = (at < 0 ? part : part.slice(0, at)).trim().toLowerCase();
+      const arg = at < 0 ? '' : part.slice(at + 1).trim();
+      if (key === 'path') options.path = arg;
+      else if (key === 'domain') options.domain = arg;
+      else if (key === 'max-age') options.maxAge = Number(arg);
+      else if (key === 'expires') expires = Date.parse(arg);
+      else if (key === 'httponly') options.httpOnly = true;
+      else if (key === 'secure') options.secure = true;
+      else if (key === 'samesite') options.sameSite = arg;
+    }
+    if (options.maxAge === undefined && expires !== null && !Number.isNaN(expires)) {
+      options.maxAge = Math.max(0, Math.floor((expires - Date.now()) / 1000));
+    }
+    return [name, options];
+  }
+
   function toResponse(value) {
     let spec = value;
     if (value === undefined || value === null) spec = {};
@@ -180,10 +242,21 @@
       spec = { body: value };      // any other value is the body (a plain object as JSON)
     }
     const status = spec.status === undefined ? 200 : spec.status;
-    const headers = headerList(spec.headers);
+    const headers = [];
+    let cookies;
     let type = 'application/json';
-    for (const [name, v] of headers) if (name.toLowerCase() === 'content-type') type = v;
+    for (const [name, v] of headerList(spec.headers)) {
+      const lower = name.toLowerCase();
+      if (lower === 'set-cookie') {
+        const [cookie, options] = parseSetCookie(v);
+        (cookies || (cookies = {}))[cookie] = options;
+        continue;
+      }
+      if (lower === 'content-type') type = v;
+      headers.push([name, v]);
+    }
     const out = { status, headers, type };
+    if (cookies !== undefined) out.cookies = cookies;
     if (status !== 204 && status !== 304) bodyOf(spec.body, type, out);
     return toServer(out);
   }
@@ -418,19 +491,25 @@
       const entry = modules.get(path);
       if (typeof entry === 'function') {
         entry.call(module.exports, module.exports, require, module, path,
-          path.slice(0, path.lastIndexOf('/')), request, respond, fazt);
+          path.slice(0, path.lastIndexOf('/')), request, respond, fazt, makeScope());
       } else module.exports = parse(entry.json);
       return module.exports;
     };
   }
 
   return {
+    // '' when loaded, else why not (a message for the app's log).
     load: function (compiled, jsonFiles, mainPath, mainSource, env, infoJson) {
       modules = new Map();
       for (const path of Object.keys(compiled)) modules.set(path, compiled[path]);
       for (const path of Object.keys(jsonFiles)) modules.set(path, { json: jsonFiles[path] });
       fazt = buildFazt(parse(infoJson), parse(env));
-      main = compileMain(mainPath, String(mainSource));
+      try {
+        main = compileMain(mainPath, String(mainSource));
+      } catch (e) {
+        return String(e && e.message);
+      }
+      return '';
     },
 
     dispatch: function (rid, rawJson) {
@@ -438,7 +517,7 @@
       let value;
       try {
         const request = goRequest(parse(rawJson));
-        value = main(request, respond, fazt, makeRequire(request));
+        value = main(request, respond, fazt, makeRequire(request), makeScope());
       } catch (e) {
         done(rid, false, describe(e));
         return;

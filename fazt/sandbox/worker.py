@@ -469,8 +469,11 @@ class Worker:
                 # A Go fazt script: compiled (and probed for a top-level return) by the
                 # compatibility runtime, run afresh for each request.
                 info = orjson.dumps({"app": header.get("app"), "version": __version__}).decode()
-                self.run_slice(None, self._go["load"], compiled, json_files, main,
-                               files.get(main, ""), env, info)
+                failed: list[str] = []
+                self.run_slice(None, lambda: failed.append(str(self._go["load"](
+                    compiled, json_files, main, files.get(main, ""), env, info))))
+                if failed and failed[0]:
+                    raise ModuleSyntaxError(failed[0])
                 self._dispatch = self._go["dispatch"]
             else:
                 self.run_slice(None, self.runtime["load"], compiled, json_files, main,
