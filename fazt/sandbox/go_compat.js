@@ -30,18 +30,23 @@
   // bindings, found before `scope`; a direct eval sees the request's globals as the enclosing
   // function's parameters.
   const PARAMS = 'request, respond, fazt, require, __fazt_scope';
-  const makeScript = (0, eval)('(function (__fazt_src) { return function (' + PARAMS +
-    ') { with (__fazt_scope) { return eval(__fazt_src); } }; })');
+  // The source is a const: a script that assigns to the name cannot change what later
+  // requests run.
+  const makeScript = (0, eval)('(function (__fazt_src) { const __fazt_code = __fazt_src; ' +
+    'return function (' + PARAMS + ') { with (__fazt_scope) { return eval(__fazt_code); } ' +
+    '}; })');
 
-  // Names `scope` leaves alone: the parameters, and the globals (JSON, Math, console...).
-  const OWN_NAMES = new Set(['request', 'respond', 'fazt', 'require', '__fazt_scope',
-    '__fazt_src', 'arguments', 'eval', 'exports', 'module', '__filename', '__dirname']);
+  // Names `scope` leaves alone: its code's parameters (api/main.js's, or a module's), and the
+  // globals (JSON, Math, console...).
+  const MAIN_NAMES = new Set(['request', 'respond', 'fazt', 'require', '__fazt_scope',
+    '__fazt_src', '__fazt_code', 'arguments', 'eval']);
+  const MODULE_NAMES = new Set([...MAIN_NAMES, 'exports', 'module', '__filename', '__dirname']);
 
-  function makeScope() {
+  function makeScope(own) {
     const store = Object.create(null);
     return new Proxy(store, {
       has(target, key) {
-        return typeof key === 'string' && !OWN_NAMES.has(key) && !(key in globalThis);
+        return typeof key === 'string' && !own.has(key) && !(key in globalThis);
       },
       get(target, key) { return typeof key === 'string' ? store[key] : undefined; },
       set(target, key, value) { store[key] = value; return true; },
@@ -77,7 +82,7 @@
       const first = tail.trimStart();
       if (first === '' || first.startsWith('//')) continue;
       tried++;
-      if ('([+-/`{'.includes(first[0]) || /^(function|async|class)\b/.test(first) ||
+      if ('([+-/`{'.includes(first[0]) || /^(function|async|class|let)\b/.test(first) ||
           !compiles(head)) continue;
       for (const expr of [tail, withoutFinalSemicolon(tail)]) {
         if (expr !== null && compiles('return (' + expr + '\n)')) {
@@ -90,10 +95,10 @@
   }
 
   // A SyntaxError as the app's author needs it: their file, line and column.
-  function located(path, error, line1Offset) {
-    const column = error.lineNumber === 1 ? error.columnNumber - line1Offset
-      : error.columnNumber;
-    return `${path}:${error.lineNumber}:${column}: SyntaxError: ${error.message}`;
+  function located(path, error, line1Offset, lineOffset = 0) {
+    const line = error.lineNumber - lineOffset;
+    const column = line === 1 ? error.columnNumber - line1Offset : error.columnNumber;
+    return `${path}:${line}:${column}: SyntaxError: ${error.message}`;
   }
 
   // -> function (request, respond, fazt, require, scope) giving the response.
@@ -118,6 +123,11 @@
         }
         topLevelReturn = true;
       }
+    }
+    if (topLevelReturn && !compiles(source)) {
+      // The probe stopped at the first top-level return: check all of it before it goes
+      // into a wrapper it could otherwise close early.
+      try { new Function(source); } catch (e) { throw new Error(located(path, e, 0, 2)); }
     }
     const body = returnLastStatement(source);
     if (body === null && !topLevelReturn) return makeScript('{' + source + '\n}' + url);
@@ -174,7 +184,7 @@
   const responses = new WeakSet();      // the objects respond() made
   let servedData = [];                  // s3.get data strings of this request (see bodyOf)
 
-  function respond(status, body, headers) {
+  const respond = freeze(function respond(status, body, headers) {
     let response;
     if (arguments.length === 0) response = { status: 200, body: null };
     else if (arguments.length === 1) {
@@ -182,7 +192,7 @@
     } else response = { status, body, headers };
     responses.add(response);
     return response;
-  }
+  });
 
   function isJsonType(type) {
     return /^application\/(.+\+)?json\b/i.test(type);
@@ -266,8 +276,10 @@
     return function () { return callSync(cap, method, slice.call(arguments)); };
   }
 
+  const PROXIES = new WeakSet();
+
   function unavailable(name, why) {
-    return new Proxy(freeze({}), {
+    const proxy = new Proxy(freeze({}), {
       get(target, key) {
         // JSON.stringify and await look for these; they are not a use of the namespace.
         if (typeof key === 'symbol' || key === 'toJSON' || key === 'then') return undefined;
@@ -276,6 +288,8 @@
             (why ? ` (${why})` : '') });
       },
     });
+    PROXIES.add(proxy);
+    return proxy;
   }
 
   // Every page of a paginated list, as one array.
@@ -335,6 +349,17 @@
     return out;
   }
 
+  // Fields the server keeps (a document read back carries them): the Go fazt ignored them in
+  // writes, so a document read, changed and written back works.
+  const SERVER_FIELDS = new Set(['id', '_id', '_createdAt', '_updatedAt']);
+
+  function withoutServerFields(fields) {
+    if (fields === null || typeof fields !== 'object' || Array.isArray(fields)) return fields;
+    const out = {};
+    for (const key of Object.keys(fields)) if (!SERVER_FIELDS.has(key)) out[key] = fields[key];
+    return out;
+  }
+
   // Keys without a `$` are an implicit $set, as in Go.
   function goChanges(changes) {
     if (changes === null || typeof changes !== 'object' || Array.isArray(changes)) return changes;
@@ -342,8 +367,8 @@
     const set = {};
     let plain = false;
     for (const key of Object.keys(changes)) {
-      if (key.startsWith('$')) out[key] = changes[key];
-      else { set[key] = changes[key]; plain = true; }
+      if (key.startsWith('$')) out[key] = withoutServerFields(changes[key]);
+      else if (!SERVER_FIELDS.has(key)) { set[key] = changes[key]; plain = true; }
     }
     if (plain) out.$set = Object.assign({}, out.$set, set);
     return out;
@@ -374,6 +399,8 @@
         const data = Object.assign({}, doc);
         const id = data.id;
         delete data.id;
+        delete data._createdAt;
+        delete data._updatedAt;
         if (typeof id === 'string' && id !== '') data._id = id;
         return callSync('docs', p + 'insert', [collection, data])._id;
       },
@@ -425,10 +452,22 @@
       get(path) {
         const blob = callSync('blobs', p + 'get', [blobPath(path)]);
         if (blob === null || blob === undefined) return null;
-        const data = bytesToBase64(blob.data);
-        servedData.push(data);
-        if (servedData.length > 16) servedData.shift();
-        return { data, mime: blob.contentType, size: blob.size, hash: blob.sha256 };
+        // `data` (base64, a third larger than the bytes) is made when first read.
+        let data = null;
+        const out = { mime: blob.contentType, size: blob.size, hash: blob.sha256 };
+        Object.defineProperty(out, 'data', {
+          enumerable: true,
+          get() {
+            if (data === null) {
+              data = bytesToBase64(blob.data);
+              blob.data = null;
+              servedData.push(data);
+              if (servedData.length > 4) servedData.shift();
+            }
+            return data;
+          },
+        });
+        return out;
       },
       delete: sync('blobs', p + 'delete'),
       list(prefix) {
@@ -436,6 +475,20 @@
           .map((b) => ({ path: b.key, mime: b.contentType, size: b.size, updatedAt: b.updatedAt }));
       },
     });
+  }
+
+  // Every object and function reachable from `value` (proxies excepted: their targets are
+  // frozen already), so that nothing a request changes is seen by the next one.
+  function deepFreeze(value, seen = new Set()) {
+    if ((typeof value !== 'object' && typeof value !== 'function') || value === null ||
+        seen.has(value) || PROXIES.has(value)) return value;
+    seen.add(value);
+    freeze(value);
+    for (const key of Object.getOwnPropertyNames(value)) {
+      const desc = Object.getOwnPropertyDescriptor(value, key);
+      if ('value' in desc) deepFreeze(desc.value, seen);
+    }
+    return value;
   }
 
   function buildFazt(info, env) {
@@ -491,7 +544,8 @@
       const entry = modules.get(path);
       if (typeof entry === 'function') {
         entry.call(module.exports, module.exports, require, module, path,
-          path.slice(0, path.lastIndexOf('/')), request, respond, fazt, makeScope());
+          path.slice(0, path.lastIndexOf('/')), request, respond, fazt,
+          makeScope(MODULE_NAMES));
       } else module.exports = parse(entry.json);
       return module.exports;
     };
@@ -503,7 +557,7 @@
       modules = new Map();
       for (const path of Object.keys(compiled)) modules.set(path, compiled[path]);
       for (const path of Object.keys(jsonFiles)) modules.set(path, { json: jsonFiles[path] });
-      fazt = buildFazt(parse(infoJson), parse(env));
+      fazt = deepFreeze(buildFazt(parse(infoJson), parse(env)));
       try {
         main = compileMain(mainPath, String(mainSource));
       } catch (e) {
@@ -517,7 +571,7 @@
       let value;
       try {
         const request = goRequest(parse(rawJson));
-        value = main(request, respond, fazt, makeRequire(request), makeScope());
+        value = main(request, respond, fazt, makeRequire(request), makeScope(MAIN_NAMES));
       } catch (e) {
         done(rid, false, describe(e));
         return;

@@ -153,6 +153,9 @@ class Worker:
         self.poisoned = False
         self._deferred: deque[tuple[dict[str, Any], bytes]] = deque()  # see _wait_for
         self._blocked_s = 0.0    # time the running slice spent waiting in synchronous calls
+        self._slice_started = 0.0
+        self._slice_cap = 0.0      # the running slice's own time limit (time.monotonic)
+        self._slice_limit = 0.0    # and the requests' ends, which it never passes
         host = {"send": self._on_log, "call": self._on_call, "callSync": self._on_call_sync,
                 "remaining": self._on_remaining, "done": self._on_done, "fill": self._on_fill}
         self._result_bytes = b""     # a result's bytes, until JS has copied them (_on_fill)
@@ -236,7 +239,13 @@ class Worker:
         try:
             answer = self._wait_for(int(cid), request)
         finally:
-            self._blocked_s += time.monotonic() - started
+            waited = time.monotonic() - started
+            self._blocked_s += waited
+            # A wait is not JS time: the slice's cap moves on by it (the request's own end
+            # and other requests' ends still bound it).
+            self._slice_cap += waited
+            if not request.finished:
+                self.watchdog.arm(min(self._slice_cap, self._slice_limit))
         request.calls.discard(int(cid))
         self.calls.pop(int(cid), None)
         if answer is None:
@@ -291,6 +300,7 @@ class Worker:
         if len(target) != len(data):
             return 0.0
         target[:] = data
+        self._result_bytes = b""     # JS has them now
         return 1.0
 
     @_host_function(0.0)
@@ -334,7 +344,16 @@ class Worker:
             written = os.write(self._out, view)
             view = view[written:]
 
+    def _charge_js(self, request: Request) -> None:
+        """Add the running slice's JS time so far to ``request`` (waits in synchronous calls
+        are not JS time)."""
+        now = time.monotonic()
+        request.js_s += max(0.0, now - self._slice_started - self._blocked_s)
+        self._slice_started, self._blocked_s = now, 0.0
+
     def _finish(self, request: Request, header: dict[str, Any], body: bytes = b"") -> None:
+        if request is self.loop.current:
+            self._charge_js(request)    # answered from inside its slice: count it first
         request.finished = True
         self.requests.pop(request.id, None)
         if request.calls:
@@ -357,11 +376,15 @@ class Worker:
         # A slice ends at its own request's limits, and never runs past the deadline of any
         # other request waiting in this worker: that one must be answered on time (or the
         # server kills the worker, and every request on it).
-        deadline = self._load_end if request is None else \
-            min(started + request.slice_s, min(r.end for r in self.requests.values())
-                if self.requests else request.end, request.end)
+        if request is None:
+            self._slice_cap, self._slice_limit = self._load_end, self._load_end
+        else:
+            self._slice_cap = started + request.slice_s
+            self._slice_limit = min(min(r.end for r in self.requests.values())
+                                    if self.requests else request.end, request.end)
         self.loop.current = request
-        self.watchdog.arm(deadline)
+        self.watchdog.arm(min(self._slice_cap, self._slice_limit))
+        self._slice_started = started
         self._blocked_s = 0.0
         error: BaseException | None = None
         try:
@@ -371,8 +394,8 @@ class Worker:
         finally:
             self.watchdog.disarm()
             self.loop.current = None
-            if request is not None:     # waits in synchronous calls are not JS time
-                request.js_s += time.monotonic() - started - self._blocked_s
+            if request is not None:
+                self._charge_js(request)
         if self.watchdog.orphaned:
             os._exit(0)                 # the server is gone: nobody is waiting for anything
         if self.watchdog.out_of_memory:

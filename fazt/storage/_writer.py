@@ -151,12 +151,16 @@ class Writer:
                     succeeded.append(job)
                     continue
                 job.set_error(error)
-                if not conn.in_transaction:
-                    # SQLite rolled back the whole transaction; nothing of it was acknowledged.
+                if alone or not conn.in_transaction:
+                    # SQLite rolled back the whole transaction (or the lone job's failure
+                    # did: nothing else was in it); nothing of it was acknowledged.
                     restart_with = succeeded + todo[index + 1 :]
                     break
             if restart_with is None:
-                self._commit(succeeded)
+                if succeeded:
+                    self._commit(succeeded)
+                else:
+                    self._rollback_quietly()
                 return
             todo = restart_with
 

@@ -385,3 +385,89 @@ async def test_every_fazt_name_is_in_the_reference(sandbox: SandboxHarness) -> N
     missing += [f"fazt.env.{m}" for m in names["env"] if f"fazt.env.{m}" not in prefixes]
     missing += [f"fazt.app.user.{m}" for m in names["user"] if f"fazt.app.user.{m}" not in doc]
     assert missing == []
+
+
+# -- found in review ------------------------------------------------------------------------------
+
+async def test_waits_do_not_count_against_the_js_slice_cap(sandbox: SandboxHarness) -> None:
+    async def slow(cap: str, method: str, args: list[Any], budget: Budget) -> Any:
+        await trio.sleep(0.4)
+        return 1
+
+    r = await go(sandbox, "var n = 0\nfor (var i = 0; i < 5; i++) n += fazt.storage.kv.get('a')"
+                          "\nrespond({n: n})\n", capabilities=slow, name="capped",
+                 policy=BudgetPolicy(request_s=5.0, js_cap_s=1.0))
+    assert body_of(r) == {"n": 5}
+
+
+async def test_js_time_of_a_go_script_is_counted(sandbox: SandboxHarness) -> None:
+    outcome = await sandbox.run("busy", app("var t = Date.now()\nwhile (Date.now() - t < 60) {}"
+                                            "\nrespond(200)\n"), runtime="go")
+    assert outcome.js_s >= 0.05
+
+
+async def test_a_document_read_back_can_be_written_back(sandbox: SandboxHarness) -> None:
+    stored = {"_id": "k1", "_createdAt": 5, "_updatedAt": 6, "title": "x"}
+    host = Recorder({"docs.get": stored, "docs.update": 1,
+                     "docs.insert": lambda args: {"_id": "n1", **args[1]}})
+    r = await go(sandbox, "var ds = fazt.storage.ds\nvar t = ds.findOne('todos', 'k1')\n"
+                          "t.done = true\nvar n = ds.update('todos', {id: 'k1'}, t)\n"
+                          "var m = ds.update('todos', {id: 'k1'}, {$set: t})\n"
+                          "var id = ds.insert('archive', t)\nrespond({n: n, m: m, id: id})\n",
+                 capabilities=host)
+    assert body_of(r) == {"n": 1, "m": 1, "id": "k1"}
+    plain = {"title": "x", "done": True}
+    assert host.calls[1:] == [("docs", "update", ["todos", {"_id": "k1"}, {"$set": plain}]),
+                              ("docs", "update", ["todos", {"_id": "k1"}, {"$set": plain}]),
+                              ("docs", "insert", ["archive", {**plain, "_id": "k1"}])]
+
+
+async def test_a_script_cannot_change_what_later_requests_run(sandbox: SandboxHarness) -> None:
+    source = ("try { __fazt_code = \"respond(200, 'rewritten')\" } catch (e) {}\n"
+              "try { respond.n = (respond.n || 0) + 1 } catch (e) {}\n"
+              "try { fazt.storage.kv.get.x = 1 } catch (e) {}\n"
+              "respond(200, {n: respond.n === undefined ? 0 : respond.n, "
+              "x: fazt.storage.kv.get.x === undefined})\n")
+    # two variants: the eval path (ends with an if) and the compiled path
+    for name, src in (("rw1", source), ("rw2", source + "if (false) {}\n")):
+        for _ in range(2):
+            assert body_of(await go(sandbox, src, name=name)) == {"n": 0, "x": True}
+
+
+async def test_module_names_read_as_undefined_in_main(sandbox: SandboxHarness) -> None:
+    r = await go(sandbox, "var v = [typeof module, module === undefined, typeof exports]\n"
+                          "respond(200, v)\n", name="modnames")
+    assert body_of(r) == ["undefined", True, "undefined"]
+
+
+async def test_a_source_that_would_close_the_wrapper_is_refused(sandbox: SandboxHarness) -> None:
+    with pytest.raises(JsError):
+        await go(sandbox, "return respond(1)\n} }); console.log('ran at load'); "
+                          "(function () { {\n", name="escape")
+    messages = sandbox.logs.messages("escape")
+    assert not any("ran at load" in m for m in messages)
+    assert any("loading api/main.js failed" in m and "api/main.js:" in m for m in messages)
+
+
+async def test_a_final_let_keeps_the_completion_value(sandbox: SandboxHarness) -> None:
+    r = await go(sandbox, "respond(201)\nlet [a] = [1]\n", name="letend")
+    assert r["status"] == 201
+
+
+@pytest.mark.parametrize("mib", [
+    2,
+    pytest.param(4, marks=pytest.mark.xfail(strict=True, reason=(
+        "a response body crosses from the worker as base64 inside JSON (several copies of a "
+        "5.6 MB string): a 4 MiB body does not fit in a 128 MB worker, in either runtime"))),
+])
+async def test_a_blob_is_served_at_the_default_memory(sandbox: SandboxHarness,
+                                                      mib: int) -> None:
+    data = bytes(range(256)) * (mib * 4096)
+    meta = {"key": "big", "contentType": "application/octet-stream", "size": len(data),
+            "sha256": "ab", "public": False, "updatedAt": 1}
+    host = Recorder({"blobs.get": Binary(meta, data)})
+    for _ in range(3):
+        r = await go(sandbox, "var f = fazt.storage.s3.get('big')\n"
+                              "respond(200, f.data, {'Content-Type': f.mime})\n",
+                     capabilities=host, name=f"blob{mib}")
+        assert base64.b64decode(r["b64"]) == data
