@@ -6,14 +6,15 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from fazt.budget import Phase
 from fazt.capabilities._registry import Call, Method, Provider
-from fazt.errors import AuthRequired, CapabilityError, QuotaExceeded, ValueTooLarge
+from fazt.errors import AuthRequired, CapabilityError, KeyTooLarge, QuotaExceeded, ValueTooLarge
 from fazt.storage import Database
 
 USER_PREFIX = "u:"
@@ -137,6 +138,57 @@ def prefix_end(prefix: str) -> str | None:
                 nxt = 0xE000
             return "".join(chars) + chr(nxt)
     return None
+
+
+@dataclass(frozen=True)
+class KeyPage:
+    """One page of a ``list(prefix, {limit, cursor})``: keys starting with ``prefix``, after
+    ``after`` (the cursor's key), at most ``limit``."""
+
+    prefix: str
+    after: str | None
+    limit: int
+
+
+def key_page(label: str, args: list[Any], *, max_key_bytes: int, default: int,
+             maximum: int) -> KeyPage:
+    """The checked arguments of a ``list(prefix, {limit, cursor})`` call."""
+    prefix, *rest = arity(label, args, 0, 2) or [""]
+    prefix = "" if prefix is None else prefix
+    if not isinstance(prefix, str):
+        raise CapabilityError(f"{label}(prefix): the prefix must be a string")
+    if len(prefix.encode("utf-8")) > max_key_bytes:
+        raise KeyTooLarge(f"{label}(prefix): the prefix is over {max_key_bytes} bytes")
+    given = options(label, rest[0] if rest else None, ("limit", "cursor"))
+    return KeyPage(prefix=prefix,
+                   after=decode_cursor(label, given.get("cursor"), max_key_bytes),
+                   limit=whole_number(label, "limit", given.get("limit", default), 1, maximum))
+
+
+async def read_key_page(db: Database, call: Call, select: str, params: Sequence[Any],
+                        page: KeyPage) -> tuple[list[Any], str | None]:
+    """The rows of ``select`` (``SELECT key, ... WHERE ...``) on ``page``, in key order, and
+    the cursor of the next page (None: this is the last)."""
+    sql = select + " AND key >= ?"
+    values = [*params, page.prefix]
+    high = prefix_end(page.prefix)
+    if high is not None:
+        sql += " AND key < ?"
+        values.append(high)
+    if page.after is not None:
+        sql += " AND key > ?"
+        values.append(page.after)
+    sql += " ORDER BY key LIMIT ?"
+    values.append(page.limit + 1)      # one more says whether a next page exists
+
+    def fetch(conn: Any) -> list[Any]:
+        rows: list[Any] = conn.execute(sql, values).fetchall()
+        return rows
+
+    rows = await read(db, call, fetch)
+    more = len(rows) > page.limit
+    rows = rows[:page.limit]
+    return rows, encode_cursor(rows[-1][0]) if more and rows else None
 
 
 def encode_cursor(key: str) -> str:

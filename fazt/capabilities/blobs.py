@@ -162,37 +162,12 @@ class BlobStore:
         return bool(await _store.write(self._db, call, write))
 
     async def _list(self, call: Call, scope: str, label: str, args: list[Any]) -> Any:
-        prefix, *rest = arity(label, args, 0, 2) or [""]
-        prefix = "" if prefix is None else prefix
-        if not isinstance(prefix, str):
-            raise CapabilityError(f"{label}(prefix): the prefix must be a string")
-        if len(prefix.encode("utf-8")) > MAX_KEY_BYTES:
-            raise KeyTooLarge(f"{label}(prefix): the prefix is over {MAX_KEY_BYTES} bytes")
-        given = options(label, rest[0] if rest else None, ("limit", "cursor"))
-        limit = whole_number(label, "limit", given.get("limit", LIST_DEFAULT), 1, LIST_MAX)
-        after = _store.decode_cursor(label, given.get("cursor"), MAX_KEY_BYTES)
-        high = _store.prefix_end(prefix)
-
-        def read(conn: Any) -> list[Any]:
-            sql = ("SELECT key, size, content_type, sha256, public, updated_at FROM app_blobs "
-                   "WHERE app = ? AND scope = ? AND key >= ?")
-            params: list[Any] = [call.app, scope, prefix]
-            if high is not None:
-                sql += " AND key < ?"
-                params.append(high)
-            if after is not None:
-                sql += " AND key > ?"
-                params.append(after)
-            sql += " ORDER BY key LIMIT ?"
-            params.append(limit + 1)
-            rows: list[Any] = conn.execute(sql, params).fetchall()
-            return rows
-
-        rows = await _store.read(self._db, call, read)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        page = _store.key_page(label, args, max_key_bytes=MAX_KEY_BYTES, default=LIST_DEFAULT,
+                               maximum=LIST_MAX)
+        rows, cursor = await _store.read_key_page(
+            self._db, call, "SELECT key, size, content_type, sha256, public, updated_at FROM "
+            "app_blobs WHERE app = ? AND scope = ?", (call.app, scope), page)
         items = [_meta(k, size, ct, sha, bool(pub), upd) for k, size, ct, sha, pub, upd in rows]
-        cursor = _store.encode_cursor(rows[-1][0]) if more and rows else None
         return {"items": items, "cursor": cursor}
 
     async def _url(self, call: Call, scope: str, label: str, args: list[Any]) -> str:

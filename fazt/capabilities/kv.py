@@ -110,42 +110,16 @@ class KvStore:
         return bool(await _store.write(self._db, call, write))
 
     async def _list(self, call: Call, scope: str, label: str, args: list[Any]) -> Any:
-        prefix, *rest = arity(label, args, 0, 2) or [""]
-        if prefix is None:
-            prefix = ""
-        if not isinstance(prefix, str):
-            raise CapabilityError(f"{label}(prefix): the prefix must be a string")
-        if len(prefix.encode("utf-8")) > MAX_KEY_BYTES:
-            raise KeyTooLarge(f"{label}(prefix): the prefix is over {MAX_KEY_BYTES} bytes")
-        given = options(label, rest[0] if rest else None, ("limit", "cursor"))
-        limit = whole_number(label, "limit", given.get("limit", LIST_DEFAULT), 1, LIST_MAX)
-        after = _store.decode_cursor(label, given.get("cursor"), MAX_KEY_BYTES)
-        low, high = prefix, _store.prefix_end(prefix)
-        now = self._clock()
-
-        def read(conn: Any) -> list[tuple[str, str, int | None]]:
-            sql = ("SELECT key, value, expires_at FROM app_kv WHERE app = ? AND scope = ? "
-                   "AND key >= ? AND (expires_at IS NULL OR expires_at > ?)")
-            params: list[Any] = [call.app, scope, low, now]
-            if high is not None:
-                sql += " AND key < ?"
-                params.append(high)
-            if after is not None:
-                sql += " AND key > ?"
-                params.append(after)
-            sql += " ORDER BY key LIMIT ?"
-            params.append(limit + 1)
-            rows: list[tuple[str, str, int | None]] = conn.execute(sql, params).fetchall()
-            return rows
-
-        rows = await _store.read(self._db, call, read)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        page = _store.key_page(label, args, max_key_bytes=MAX_KEY_BYTES, default=LIST_DEFAULT,
+                               maximum=LIST_MAX)
+        rows, cursor = await _store.read_key_page(
+            self._db, call, "SELECT key, value, expires_at FROM app_kv WHERE app = ? AND "
+            "scope = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (call.app, scope, self._clock()), page)
         items = b",".join(
             b'{"key":' + orjson.dumps(key) + b',"value":' + value.encode("utf-8")
             + b',"expiresAt":' + (b"null" if expires is None else str(expires).encode()) + b"}"
             for key, value, expires in rows)
-        cursor = _store.encode_cursor(rows[-1][0]) if more and rows else None
         return RawJson(b'{"items":[' + items + b'],"cursor":' + orjson.dumps(cursor) + b"}")
 
     async def _increment(self, call: Call, scope: str, label: str, args: list[Any]) -> Any:
