@@ -17,6 +17,7 @@ storage checkpoints and closes the database.
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import signal
@@ -368,6 +369,11 @@ async def serve(config: Config, *, on_ready: Callable[[Started], None]) -> None:
             async with trio.open_nursery() as nursery:
                 await nursery.start(supervisor.run)
                 assert web.started is not None
+                # Startup's objects (modules, routes, registries) live as long as the
+                # process: out of the collector's view, full collections under load no
+                # longer walk them (30-55 ms each, about once a second, before).
+                gc.collect()
+                gc.freeze()
                 on_ready(web.started)
                 async for signum in signals:
                     log.info("received %s: draining (again to stop at once)",

@@ -12,7 +12,7 @@
 (function (rt) {
   'use strict';
   const { callSync, makeError, describe, done, log, toServer, bytesToBase64, base64ToBytes,
-    asBytes, headerList } = rt;
+    asBytes, headerList, fromHost } = rt;
   const freeze = Object.freeze;
   const stringify = JSON.stringify;
   const parse = JSON.parse;
@@ -570,7 +570,7 @@
       servedData = [];
       let value;
       try {
-        const request = goRequest(parse(rawJson));
+        const request = goRequest(parse(fromHost(rawJson)));
         value = main(request, respond, fazt, makeRequire(request), makeScope(MAIN_NAMES));
       } catch (e) {
         done(rid, false, describe(e));

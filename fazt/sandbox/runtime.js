@@ -13,6 +13,13 @@
   const MAX_LOG_CHARS = 8192;
   const LONG_STRING = 65536;     // a string argument this long travels beside the JSON
 
+  // Every text the host hands over (a request, a capability result, a host function's
+  // answer) ends in one character beyond U+FFFF, which makes PythonMonkey copy it into a
+  // plain JS string instead of wrapping Python's memory in an external string, whose
+  // finalizer is O(live external strings): a GC freeing thousands of them stalled the
+  // worker for 150-500 ms (worker.py, to_js). Two UTF-16 units, cut off here.
+  function fromHost(text) { return text.slice(0, -2); }
+
   // JSON text for the server: a lone surrogate would make it unreadable there (a handler
   // returning or throwing one looked like a crashed worker), so strings are made well formed.
   const wellFormed = function (key, value) {
@@ -230,7 +237,7 @@
       const [json, binary, at, text] = encodeCall(cap, method, args);
       const id = call(json, binary, at, text);
       if (typeof id === 'string') {          // refused at once (no request, bad arguments)
-        reject(makeError(parse(id)));
+        reject(makeError(parse(fromHost(id))));
         return;
       }
       pending.set(id, [resolve, reject, REVIVE[cap + '.' + method]]);
@@ -240,7 +247,7 @@
   // A call that blocks the worker until its result is in (the Go fazt's synchronous API).
   function capCallSync(cap, method, args) {
     const [json, binary, at, text] = encodeCall(cap, method, args);
-    const reply = parse(callSync(json, binary, at, text));
+    const reply = parse(fromHost(callSync(json, binary, at, text)));
     if (!reply.ok) throw makeError(reply.error);
     let data;
     if (reply.size >= 0) {
@@ -458,7 +465,7 @@
     // from app code.
     internals: freeze({
       callSync: capCallSync, makeError, describe, done, log, console, toServer,
-      bytesToBase64, base64ToBytes, utf8Encode, asBytes, headerList,
+      bytesToBase64, base64ToBytes, utf8Encode, asBytes, headerList, fromHost,
     }),
 
     // Called by Python with a map of path -> compiled module function (or JSON text).
@@ -479,7 +486,7 @@
     dispatch: function (rid, rawJson) {
       let request;
       try {
-        request = buildRequest(parse(rawJson));
+        request = buildRequest(parse(fromHost(rawJson)));
       } catch (e) {
         done(rid, false, describe(e));
         return;
@@ -495,7 +502,8 @@
 
     // `size`, when given, is the length of the result's bytes: they are copied by the host
     // into a Uint8Array made here (one that JS owns and its GC frees).
-    deliver: function (id, ok, payload, size) {
+    deliver: function (id, ok, text, size) {
+      const payload = fromHost(text);
       const entry = pending.get(id);
       if (entry === undefined) return;
       pending.delete(id);
@@ -517,7 +525,7 @@
     // `ids` is JSON text: iterating a Python list from JS makes PythonMonkey define a global,
     // which the frozen global refuses.
     forget: function (ids) {
-      for (const id of parse(ids)) pending.delete(id);
+      for (const id of parse(fromHost(ids))) pending.delete(id);
     },
   };
 })

@@ -44,6 +44,12 @@ _LOAD_S = 5.0                # time for the app's top-level module code
 _FAIRNESS_S = 0.02           # run jobs at most this long before looking at the pipe again
 MAX_LOG_LINES = 1000         # per request; one more line says the rest was dropped
 MAX_CALLS_IN_FLIGHT = 64     # per request
+# PythonMonkey hands a Python str to JS as an *external* string (JS reads Python's memory)
+# unless the str holds a character beyond U+FFFF, which it copies. An external string's
+# finalizer scans a table of every live one, so a GC that frees n of them costs O(n^2): the
+# request and result texts of about a thousand requests made a 150-500 ms stall, every few
+# seconds under load (docs/discussion/sandbox.md). Texts for JS end in this mark instead.
+_COPY_MARK = "\U0010FFFF"
 
 
 @dataclass(eq=False)
@@ -114,7 +120,16 @@ class JobLoop:
         raise NotImplementedError(f"the fazt JS worker has no asyncio {name}")
 
 
+def to_js(text: str) -> str:
+    """``text`` made to reach JS as a copy (see ``_COPY_MARK``); JS's ``fromHost`` cuts the
+    mark off again. Every text handed to JS per request goes through here."""
+    return text + _COPY_MARK
+
+
 def _host_function(fallback: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    if isinstance(fallback, str):
+        fallback = to_js(fallback)
+
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def safe(*args: Any) -> Any:
@@ -202,11 +217,12 @@ class Worker:
         worker (SpiderMonkey's JSON quoting reserves several times the string's size)."""
         request = self.loop.current
         if request is None or request.finished:
-            return orjson.dumps({"code": "no_request", "message": "capabilities can only be "
-                                 "used while a request is being handled"}).decode()
+            return to_js(orjson.dumps({"code": "no_request", "message": "capabilities can "
+                                       "only be used while a request is being handled"}).decode())
         if len(request.calls) >= MAX_CALLS_IN_FLIGHT:
-            return orjson.dumps({"code": "too_many_calls", "message": "more than "
-                                 f"{MAX_CALLS_IN_FLIGHT} capability calls in flight"}).decode()
+            return to_js(orjson.dumps({"code": "too_many_calls", "message": "more than "
+                                       f"{MAX_CALLS_IN_FLIGHT} capability calls in flight"})
+                         .decode())
         self._next_call += 1
         cid = self._next_call
         request.calls.add(cid)
@@ -232,8 +248,8 @@ class Worker:
         ``{"ok": true, "size": N, "value": ...}`` (``value`` absent: undefined; ``size`` >= 0:
         the result has N bytes for ``fill``) or ``{"ok": false, "error": {code, message}}``."""
         cid = self._on_call(text, binary, at, is_text)
-        if isinstance(cid, str):
-            return '{"ok":false,"error":' + cid + "}"
+        if isinstance(cid, str):        # refused: an error object, already marked
+            return '{"ok":false,"error":' + cid[:-1] + "}" + _COPY_MARK
         request = self.calls[int(cid)]
         started = time.monotonic()
         try:
@@ -249,11 +265,11 @@ class Worker:
         request.calls.discard(int(cid))
         self.calls.pop(int(cid), None)
         if answer is None:
-            return ('{"ok":false,"error":{"code":"js_timeout","message":"the request ran out '
-                    'of time waiting for a capability call"}}')
+            return to_js('{"ok":false,"error":{"code":"js_timeout","message":"the request ran '
+                         'out of time waiting for a capability call"}}')
         header, body = answer
         if not header.get("ok", True):
-            return '{"ok":false,"error":' + body.decode() + "}"
+            return to_js('{"ok":false,"error":' + body.decode() + "}")
         size = -1
         binary_size = header.get("bin")
         if binary_size is not None:
@@ -261,7 +277,7 @@ class Worker:
             self._result_bytes, body = body[cut:], body[:cut]
             size = len(self._result_bytes)
         value = b',"value":' + body if body else b""
-        return (b'{"ok":true,"size":' + str(size).encode() + value + b"}").decode()
+        return to_js((b'{"ok":true,"size":' + str(size).encode() + value + b"}").decode())
 
     def _wait_for(self, cid: int, request: Request) -> tuple[dict[str, Any], bytes] | None:
         """Read the pipe until the result of call ``cid`` comes; every other frame is kept in
@@ -359,7 +375,7 @@ class Worker:
         if request.calls:
             for cid in request.calls:
                 self.calls.pop(cid, None)
-            self._forget(orjson.dumps(list(request.calls)).decode())
+            self._forget(to_js(orjson.dumps(list(request.calls)).decode()))
             request.calls.clear()
         header["js_ms"] = round(request.js_s * 1000, 3)
         self.send(header, body)
@@ -427,7 +443,7 @@ class Worker:
                               budget_end=float(header["budget_at"]),
                               slice_s=header["slice_ms"] / 1000)
             self.requests[request.id] = request
-            self.run_slice(request, self._dispatch, request.id, body.decode())
+            self.run_slice(request, self._dispatch, request.id, to_js(body.decode()))
         elif kind == "res":
             cid = int(header["cid"])
             owner = self.calls.pop(cid, None)
@@ -442,12 +458,13 @@ class Worker:
                 # blob read until the worker died).
                 self._result_bytes = body[cut:]
                 try:
-                    self.run_slice(owner, self._deliver, cid, True, body[:cut].decode(),
-                                   len(self._result_bytes))
+                    self.run_slice(owner, self._deliver, cid, True,
+                                   to_js(body[:cut].decode()), len(self._result_bytes))
                 finally:
                     self._result_bytes = b""
             else:
-                self.run_slice(owner, self._deliver, cid, bool(header["ok"]), body.decode())
+                self.run_slice(owner, self._deliver, cid, bool(header["ok"]),
+                               to_js(body.decode()))
         elif kind == "cancel":
             cancelled = self.requests.get(int(header["id"]))
             if cancelled is not None:
@@ -456,7 +473,7 @@ class Worker:
                 for cid in cancelled.calls:
                     self.calls.pop(cid, None)
                 if cancelled.calls:
-                    self._forget(orjson.dumps(sorted(cancelled.calls)).decode())
+                    self._forget(to_js(orjson.dumps(sorted(cancelled.calls)).decode()))
                     cancelled.calls.clear()
         elif kind == "load":
             self.load(header, body)
