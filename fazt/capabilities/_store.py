@@ -103,16 +103,15 @@ def charge(conn: Any, call: Call, capability: str, label: str, delta: int) -> No
     Runs in the write's transaction, so the ledger and the data never disagree."""
     if delta == 0:
         return
-    row = conn.execute("SELECT bytes FROM app_usage WHERE app = ? AND capability = ?",
-                       (call.app, capability)).fetchone()
-    used = 0 if row is None else int(row[0])
-    if delta > 0 and call.quota_bytes is not None and used + delta > call.quota_bytes:
+    # One statement (the write path's statements each cost a GIL round trip): add, then
+    # check what it came to. Raising rolls the addition back with the rest of the job.
+    grown = conn.execute("INSERT INTO app_usage (app, capability, bytes) VALUES (?, ?, ?) "
+                         "ON CONFLICT DO UPDATE SET bytes = max(0, bytes + ?) RETURNING bytes",
+                         (call.app, capability, max(0, delta), delta)).fetchone()[0]
+    if delta > 0 and call.quota_bytes is not None and grown > call.quota_bytes:
         raise QuotaExceeded(f"{label}: the app's {capability} data would grow to "
-                            f"{used + delta} bytes, over its "
+                            f"{grown} bytes, over its "
                             f"{call.quota_bytes // (1024 * 1024)} MB quota")
-    conn.execute("INSERT INTO app_usage (app, capability, bytes) VALUES (?, ?, ?) "
-                 "ON CONFLICT DO UPDATE SET bytes = max(0, bytes + ?)",
-                 (call.app, capability, max(0, delta), delta))
 
 
 def json_text(label: str, what: str, value: Any, max_bytes: int) -> str:
