@@ -39,7 +39,15 @@ replaced by a generic one so that no stack trace, host path or SQL reaches a cli
     │       ├── DocumentExists         409 document_exists
     │       ├── KeyTooLarge            413 key_too_large
     │       ├── ValueTooLarge          413 value_too_large
-    │       └── QuotaExceeded          413 storage_quota
+    │       ├── QuotaExceeded          413 storage_quota
+    │       └── NetError               502 net_upstream_error
+    │           ├── NetBadUrl          400 net_bad_url
+    │           ├── NetDenied          403 net_denied
+    │           ├── NetBlockedAddress  403 net_blocked_address
+    │           ├── NetTooManyCalls    429 net_too_many_calls
+    │           ├── NetRateLimited     429 net_rate_limited
+    │           ├── NetTooLarge        502 net_too_large
+    │           └── NetTimeout         504 net_timeout
     └── StorageError                   500 storage_error
         ├── StorageBusy                503 storage_busy
         ├── StorageFull                507 storage_full
@@ -325,6 +333,62 @@ class DocumentExists(CapabilityError):
 
     code = "document_exists"
     http_status = 409
+
+
+class NetError(CapabilityError):
+    """An outbound fetch failed upstream (DNS, connection, TLS, protocol)."""
+
+    code = "net_upstream_error"
+    http_status = 502
+
+
+class NetBadUrl(NetError):
+    """The URL cannot be fetched as written (scheme, credentials, a numeric host ...)."""
+
+    code = "net_bad_url"
+    http_status = 400
+
+
+class NetDenied(NetError):
+    """The host, scheme or port is not allowed for this app."""
+
+    code = "net_denied"
+    http_status = 403
+
+
+class NetBlockedAddress(NetError):
+    """The host resolves to an address that is not on the public Internet."""
+
+    code = "net_blocked_address"
+    http_status = 403
+
+
+class NetTooManyCalls(NetError):
+    """The request made more fetches, or more at once, than its limits allow."""
+
+    code = "net_too_many_calls"
+    http_status = 429
+
+
+class NetRateLimited(NetError):
+    """The destination's rate limit is used up for now."""
+
+    code = "net_rate_limited"
+    http_status = 429
+
+
+class NetTooLarge(NetError):
+    """A request or response body is over its size limit."""
+
+    code = "net_too_large"
+    http_status = 502
+
+
+class NetTimeout(NetError):
+    """The fetch ran out of time."""
+
+    code = "net_timeout"
+    http_status = 504
 
 
 def capability_error_for(code: str, message: str) -> FaztError | None:

@@ -1,0 +1,121 @@
+"""The SSRF guard, in the network layer: resolve once, vet every answer, dial a vetted address.
+
+``GuardedBackend`` is the httpcore network backend of the egress client. httpcore asks it to
+connect to the URL's host; it resolves the host itself (or takes the IP literal), refuses the
+connection if *any* address is not public (``blocked_reason``), and connects to the first
+vetted address. httpcore still runs TLS with the URL's host name, so SNI, certificate checks
+and ``Host`` are the original host's, and there is no gap between the check and the use: the
+address checked is the address dialled (no second lookup a rebinding DNS server could answer
+differently). Unix sockets are refused.
+
+``Resolver`` is a seam: ``SystemResolver`` asks the system (trio's ``getaddrinfo``, in a
+thread, abandoned on cancellation); ``StaticResolver`` answers from a table (tests, and the
+test hook that points a name at a local server).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import httpcore
+import trio
+
+from fazt.errors import NetBlockedAddress, NetError
+
+from ._address import IPAddress, blocked_reason
+
+MAX_ADDRESSES = 32      # answers considered per lookup (all of them are vetted)
+
+
+class Resolver(Protocol):
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        """The addresses ``host`` resolves to, in preference order; NetError if none."""
+        ...
+
+
+class SystemResolver:
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        try:
+            infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise NetError(f"could not resolve {host}: {exc}") from None
+        return _unique(info[4][0] for info in infos)
+
+
+class StaticResolver:
+    """Answers from a table of host -> addresses; any other host does not resolve."""
+
+    def __init__(self, table: Mapping[str, Sequence[str]]) -> None:
+        self._table = {host.lower().rstrip("."): [ipaddress.ip_address(a) for a in addresses]
+                       for host, addresses in table.items()}
+
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        await trio.lowlevel.checkpoint()
+        addresses = self._table.get(host)
+        if not addresses:
+            raise NetError(f"could not resolve {host}: no such host")
+        return list(addresses)
+
+
+def _unique(addresses: Iterable[Any]) -> list[IPAddress]:
+    seen: list[IPAddress] = []
+    for text in addresses:
+        address = ipaddress.ip_address(str(text))      # a scoped one keeps its scope id
+        if address not in seen:
+            seen.append(address)
+    return seen[:MAX_ADDRESSES]
+
+
+Permit = Callable[[str, IPAddress], bool]
+"""A test seam: ``permit(host, address)`` True lets that host reach a non-public address (a
+local test server). Never set outside tests."""
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, resolver: Resolver, *, permit: Permit | None = None) -> None:
+        self._resolver = resolver
+        self._permit = permit
+        self._inner = httpcore.TrioBackend()
+        self.connects = 0       # connections opened (tests check that a refusal made none)
+
+    async def vet(self, host: str, port: int) -> list[IPAddress]:
+        """The addresses of ``host`` if every one of them may be connected to."""
+        try:
+            literal: IPAddress | None = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        addresses = [literal] if literal is not None else \
+            await self._resolver.resolve(host, port)
+        if not addresses:
+            raise NetError(f"could not resolve {host}: no addresses")
+        for address in addresses:
+            reason = blocked_reason(address)
+            if reason is not None and not (self._permit and self._permit(host, address)):
+                shown = "" if literal is not None else f" resolves to {address},"
+                raise NetBlockedAddress(f"{host}{shown} {reason}: only public Internet "
+                                        "addresses can be fetched")
+        return addresses
+
+    # httpcore's signature (its timeout parameter included: ASYNC109)
+    async def connect_tcp(self, host: str, port: int,
+                          timeout: float | None = None,  # noqa: ASYNC109
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
+        addresses = await self.vet(host, port)
+        self.connects += 1
+        return await self._inner.connect_tcp(str(addresses[0]), port, timeout=timeout,
+                                             local_address=local_address,
+                                             socket_options=socket_options)
+
+    async def connect_unix_socket(self, path: str,
+                                  timeout: float | None = None,  # noqa: ASYNC109
+                                  socket_options: Iterable[Any] | None = None,
+                                  ) -> httpcore.AsyncNetworkStream:
+        raise NetBlockedAddress("unix sockets cannot be fetched")
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
