@@ -148,7 +148,7 @@ class Egress:
             raise NetError(f"the response has an unsupported content-encoding {encoding!r}")
         declared = response.headers.get("content-length")
         if decoder is None and declared is not None and declared.isdigit() \
-                and int(declared) > limit:
+                and int(declared) > limit and response.request.method != "HEAD":
             raise NetTooLarge(f"the response is {declared} bytes, over the {limit}-byte limit")
         parts: list[bytes] = []
         size = 0

@@ -68,6 +68,7 @@ def make_app(seen: Seen, ports: dict[str, int]) -> Callable[..., Any]:
             status, extra = 303, [(b"location", b"/landed")]
         elif path == "/big":
             payload = b"x" * 200_000
+            extra = [(b"content-length", b"200000")]
         elif path == "/bomb":
             payload = gzip.compress(b"\0" * 50_000_000)
             extra = [(b"content-encoding", b"gzip")]
@@ -251,6 +252,8 @@ async def test_body_limits_both_ways(servers: Servers) -> None:
     assert servers.seen.requests == []
     with pytest.raises(NetTooLarge, match="100000-byte limit"):
         await fetch(servers, f"http://good.test:{servers.http_port}/big")
+    head = await fetch(servers, f"http://good.test:{servers.http_port}/big", method="HEAD")
+    assert (head.status, head.body) == (200, b"")       # the length it announces is not read
 
 
 async def test_a_gzip_bomb_is_cut_at_the_limit_once_decompressed(servers: Servers) -> None:
