@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import ssl
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import httpcore
 import httpx
@@ -153,7 +154,8 @@ class Egress:
         parts: list[bytes] = []
         size = 0
         try:
-            async with contextlib.aclosing(response.aiter_raw()) as chunks:
+            raw_chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+            async with contextlib.aclosing(raw_chunks) as chunks:
                 async for raw in chunks:
                     size = self._take(raw, decoder, parts, size, limit)
         except httpx.HTTPError as exc:
