@@ -48,8 +48,12 @@ MAX_CALLS_IN_FLIGHT = 64     # per request
 # unless the str holds a character beyond U+FFFF, which it copies. An external string's
 # finalizer scans a table of every live one, so a GC that frees n of them costs O(n^2): the
 # request and result texts of about a thousand requests made a 150-500 ms stall, every few
-# seconds under load (docs/discussion/sandbox.md). Texts for JS end in this mark instead.
+# seconds under load (docs/discussion/budgets-and-sandbox.md). Texts for JS end in this mark.
+# A long text keeps the external form (two plain characters end it instead): the copy would
+# hold it four times over in Python and twice more while converting, and long texts are few.
 _COPY_MARK = "\U0010FFFF"
+_KEEP_MARK = "  "
+COPY_MAX_CHARS = 64 * 1024
 
 
 @dataclass(eq=False)
@@ -121,9 +125,10 @@ class JobLoop:
 
 
 def to_js(text: str) -> str:
-    """``text`` made to reach JS as a copy (see ``_COPY_MARK``); JS's ``fromHost`` cuts the
-    mark off again. Every text handed to JS per request goes through here."""
-    return text + _COPY_MARK
+    """``text`` made to reach JS as a copy when it is short (see ``_COPY_MARK``); JS's
+    ``fromHost`` cuts the two UTF-16 units of either mark off again. Every text handed to JS
+    per request goes through here."""
+    return text + (_COPY_MARK if len(text) <= COPY_MAX_CHARS else _KEEP_MARK)
 
 
 def _host_function(fallback: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -249,7 +254,7 @@ class Worker:
         the result has N bytes for ``fill``) or ``{"ok": false, "error": {code, message}}``."""
         cid = self._on_call(text, binary, at, is_text)
         if isinstance(cid, str):        # refused: an error object, already marked
-            return '{"ok":false,"error":' + cid[:-1] + "}" + _COPY_MARK
+            return to_js('{"ok":false,"error":' + cid[:-1] + "}")   # a short text
         request = self.calls[int(cid)]
         started = time.monotonic()
         try:
