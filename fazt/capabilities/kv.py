@@ -83,13 +83,8 @@ class KvStore:
         expires = None if ttl is None else now + ttl
 
         def write(conn: Any) -> None:
-            old = _size_of(conn, call.app, scope, key)
-            _store.charge(conn, call, NAME, label, _entry_bytes(key, text) - old)
-            conn.execute("INSERT INTO app_kv (app, scope, key, value, expires_at, updated_at) "
-                         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-                         "value = excluded.value, expires_at = excluded.expires_at, "
-                         "updated_at = excluded.updated_at",
-                         (call.app, scope, key, text, expires, now))
+            _put(conn, call, scope, label, key, text, expires, now,
+                 old_bytes=_size_of(conn, call.app, scope, key))
 
         await _store.write(self._db, call, write)
 
@@ -145,13 +140,8 @@ class KvStore:
             text = orjson.dumps(result).decode()
             # A live key keeps its expiry unless a new ttlMs is given.
             expires = now + ttl if ttl is not None else (row[1] if live else None)
-            old = 0 if row is None else _entry_bytes(key, row[0])
-            _store.charge(conn, call, NAME, label, _entry_bytes(key, text) - old)
-            conn.execute("INSERT INTO app_kv (app, scope, key, value, expires_at, updated_at) "
-                         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-                         "value = excluded.value, expires_at = excluded.expires_at, "
-                         "updated_at = excluded.updated_at",
-                         (call.app, scope, key, text, expires, now))
+            _put(conn, call, scope, label, key, text, expires, now,
+                 old_bytes=0 if row is None else _entry_bytes(key, row[0]))
             return result
 
         return await _store.write(self._db, call, write)
@@ -210,6 +200,17 @@ def _ttl(label: str, value: Any) -> int | None:
     return None if ttl is None else whole_number(label, "ttlMs", ttl, 1, MAX_TTL_MS)
 
 
+
+
+def _put(conn: Any, call: Call, scope: str, label: str, key: str, text: str,
+         expires: int | None, now: int, *, old_bytes: int) -> None:
+    """Store ``text`` under ``key`` (inserted or replaced), charging the size difference."""
+    _store.charge(conn, call, NAME, label, _entry_bytes(key, text) - old_bytes)
+    conn.execute("INSERT INTO app_kv (app, scope, key, value, expires_at, updated_at) "
+                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                 "value = excluded.value, expires_at = excluded.expires_at, "
+                 "updated_at = excluded.updated_at",
+                 (call.app, scope, key, text, expires, now))
 
 
 def _entry_bytes(key: str, value_text: str) -> int:

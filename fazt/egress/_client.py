@@ -110,9 +110,8 @@ class Egress:
                 return FetchResponse(
                     status=response.status_code, body=data, url=str(target.url),
                     redirects=redirects,
-                    headers=[(n.decode("latin-1").lower(), v.decode("latin-1"))
-                             for n, v in response.headers.raw
-                             if n.decode("latin-1").lower() not in _DROPPED_FROM_RESPONSE])
+                    headers=[(n, v) for n, v in response.headers.multi_items()
+                             if n not in _DROPPED_FROM_RESPONSE])
             await response.aclose()
             target = parse_url(location, base=target.url)
             if response.status_code == 303 or (response.status_code in (301, 302)
