@@ -5,7 +5,8 @@
     ├── applog    the apps' log lines, buffered and written in batches
     ├── sandbox   the JS worker pools (spares started here)
     ├── data      the capabilities: the operator's per-app settings (loaded into memory),
-    │             kv (and its sweep of expired keys)
+    │             kv (and its sweep of expired keys), net (its rules, secrets, call log and
+    │             egress client)
     └── web       first-start bootstrap, then hypercorn serving the root ASGI app
 
 Services start in that order, each ready before the next, and stop in reverse: on SIGINT or
@@ -21,6 +22,7 @@ import gc
 import logging
 import os
 import signal
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -31,14 +33,17 @@ import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from fazt import __version__
 from fazt.applog import AppLogStore
 from fazt.auth import TokenStore
 from fazt.budget import BudgetPolicy
-from fazt.capabilities import AppSettings, Capabilities, GrantLimits
+from fazt.capabilities import AppSettings, Capabilities, GrantLimits, NetLog, NetPolicy
 from fazt.capabilities.blobs import BlobStore
 from fazt.capabilities.docs import DocStore
 from fazt.capabilities.kv import KvStore
-from fazt.config import Config
+from fazt.capabilities.net import NetLimits, NetProvider
+from fazt.config import Config, test_hosts
+from fazt.egress import Egress, EgressSettings, Resolver, StaticResolver, SystemResolver
 from fazt.errors import ConfigError
 from fazt.hosting import (
     ArchiveContents,
@@ -168,25 +173,82 @@ class DataService:
         self.capabilities: Capabilities | None = None
         self.docs: DocStore | None = None
         self.blobs: BlobStore | None = None
+        self.net: NetProvider | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         config = self._config
         db, sandbox = self._storage.db, self._sandbox.sandbox
         assert db is not None and sandbox is not None, "storage and sandbox must start first"
-        settings = AppSettings(db, op_timeout_s=config.storage_op_timeout_s,
-                               on_change=sandbox.reload)
+        op_timeout_s = config.storage_op_timeout_s
+        settings = AppSettings(db, op_timeout_s=op_timeout_s, on_change=sandbox.reload)
         await settings.load()
         kv = KvStore(db, max_value_bytes=config.kv_max_value_bytes)
         self.docs = DocStore(db, max_document_bytes=config.docs_max_document_bytes)
-        secret = await BlobStore.load_secret(db, op_timeout_s=config.storage_op_timeout_s)
+        secret = await BlobStore.load_secret(db, op_timeout_s=op_timeout_s)
         self.blobs = BlobStore(db, url_secret=secret, max_blob_bytes=config.blobs_max_bytes)
+        policy = NetPolicy(db, op_timeout_s=op_timeout_s)
+        await policy.load()
+        egress = net_egress(config)
+        self.net = NetProvider(egress, policy,
+                               NetLog(db, op_timeout_s=op_timeout_s, keep=config.net_log_keep),
+                               limits=net_limits(config))
         self.capabilities = Capabilities(
-            [kv.provider(), self.docs.provider(), self.blobs.provider()], settings=settings,
+            [kv.provider(), self.docs.provider(), self.blobs.provider(), self.net.provider()],
+            settings=settings,
             limits=GrantLimits(quota_mb_default=config.app_quota_mb,
                                quota_mb_max=config.app_quota_mb_max))
-        task_status.started()
-        await kv.sweep_forever(interval_s=config.kv_sweep_interval_s,
-                               op_timeout_s=config.storage_op_timeout_s)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.net.log.run)
+                task_status.started()
+                await kv.sweep_forever(interval_s=config.kv_sweep_interval_s,
+                                       op_timeout_s=op_timeout_s)
+        finally:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
+                await egress.aclose()
+
+
+def net_egress(config: Config) -> Egress:
+    """The egress client: the system's resolver and CAs (plus ``net_ca_file``'s), or with
+    ``net_test_hosts`` (a testing hook) those names answered from the table and let through
+    the address guard."""
+    context = ssl.create_default_context()
+    if config.net_ca_file:
+        try:
+            context.load_verify_locations(cafile=config.net_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"net_ca_file: cannot load {config.net_ca_file}: {exc}") from exc
+    settings = EgressSettings(max_request_bytes=config.net_max_request_bytes,
+                              max_response_bytes=config.net_max_response_bytes,
+                              max_redirects=config.net_max_redirects,
+                              user_agent=f"fazt/{__version__}")
+    if not config.net_test_hosts:
+        return Egress(resolver=SystemResolver(), settings=settings, ssl_context=context)
+    table = test_hosts(config.net_test_hosts)
+    log.warning("net_test_hosts is on: %s reach local addresses; never expose this server",
+                ", ".join(sorted(table)))
+    return Egress(resolver=_TestResolver(table), settings=settings, ssl_context=context,
+                  permit=lambda host, address: table.get(host) == str(address))
+
+
+class _TestResolver:
+    """``net_test_hosts``' names from the table; every other name from the system."""
+
+    def __init__(self, table: dict[str, str]) -> None:
+        self._table = StaticResolver({name: [address] for name, address in table.items()})
+        self._names = set(table)
+        self._system: Resolver = SystemResolver()
+
+    async def resolve(self, host: str, port: int) -> list[Any]:
+        if host in self._names:
+            return await self._table.resolve(host, port)
+        return await self._system.resolve(host, port)
+
+
+def net_limits(config: Config) -> NetLimits:
+    return NetLimits(max_calls=config.net_max_calls, max_concurrent=config.net_max_concurrent,
+                     max_in_flight=config.net_max_in_flight, rate_per_s=config.net_rate_per_s,
+                     burst=config.net_rate_burst, cache_bytes=config.net_cache_bytes)
 
 
 def _sync_docs_indexes(conn: Any, app: str, manifest: Manifest | None) -> None:

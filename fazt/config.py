@@ -10,6 +10,7 @@ Every field is documented in ``docs/reference/settings.md``; a test fails when o
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -82,6 +83,18 @@ class Config:
     test_user_header: bool = _setting(False)
     docs_max_document_bytes: int = _setting(1 * MIB, low=1024, high=16 * MIB)
     blobs_max_bytes: int = _setting(4 * MIB, low=1024, high=64 * MIB)
+    net_max_calls: int = _setting(10, low=1, high=1000)
+    net_max_concurrent: int = _setting(6, low=1, high=100)
+    net_max_in_flight: int = _setting(100, low=1, high=10_000)
+    net_max_request_bytes: int = _setting(1 * MIB, low=1024, high=64 * MIB)
+    net_max_response_bytes: int = _setting(1 * MIB, low=1024, high=64 * MIB)
+    net_max_redirects: int = _setting(5, low=0, high=5)
+    net_rate_per_s: float = _setting(20.0, low=0, high=100_000)
+    net_rate_burst: int = _setting(40, low=1, high=1_000_000)
+    net_cache_bytes: int = _setting(8 * MIB, low=0, high=1024 * MIB)
+    net_log_keep: int = _setting(10_000, low=100, high=10_000_000)
+    net_ca_file: str = _setting("")
+    net_test_hosts: str = _setting("")
 
     @property
     def js_total_memory(self) -> int:
@@ -117,6 +130,21 @@ class Config:
         if app is None:
             return f"http://{self.domain}{port}/api/"
         return f"http://{app}.{self.domain}{port}/"
+
+
+def test_hosts(text: str) -> dict[str, str]:
+    """``net_test_hosts``: "name=address,name=address" -> {name: address}."""
+    table: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, address = item.partition("=")
+        try:
+            ipaddress.ip_address(address.strip())
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ConfigError(f"net_test_hosts: {item!r} is not name=address")
+        table[name.strip().lower()] = address.strip()
+    return table
 
 
 def settings() -> tuple[dataclasses.Field[Any], ...]:
@@ -226,10 +254,12 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError("budget_respond_reserve_s must be less than budget_request_s")
     if config.app_quota_mb > config.app_quota_mb_max:
         raise ConfigError("app_quota_mb cannot exceed app_quota_mb_max")
+    if config.net_test_hosts:
+        test_hosts(config.net_test_hosts)     # refused here, at start, when malformed
     if config.max_file_bytes > config.max_app_bytes:
         raise ConfigError("max_file_bytes cannot exceed max_app_bytes")
     if config.production:
-        for hook in ("chaos", "test_user_header"):
+        for hook in ("chaos", "test_user_header", "net_test_hosts"):
             if getattr(config, hook):
                 raise ConfigError(f"{hook} is a testing hook: it cannot be on in production "
                                   "(production = true)")

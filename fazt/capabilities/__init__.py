@@ -11,9 +11,15 @@ to anything else is refused with ``capability_not_granted`` naming the manifest 
 from fazt.capabilities._manifest import GO_COMPAT as GO_COMPAT
 from fazt.capabilities._manifest import KNOWN as KNOWN
 from fazt.capabilities._manifest import EnvRequest as EnvRequest
+from fazt.capabilities._manifest import NetRequest as NetRequest
 from fazt.capabilities._manifest import Requested as Requested
 from fazt.capabilities._manifest import StorageRequest as StorageRequest
 from fazt.capabilities._manifest import parse_capabilities as parse_capabilities
+from fazt.capabilities._net_log import NetLog as NetLog
+from fazt.capabilities._net_log import NetLogEntry as NetLogEntry
+from fazt.capabilities._net_policy import NetPolicy as NetPolicy
+from fazt.capabilities._net_policy import NetRule as NetRule
+from fazt.capabilities._net_policy import Secret as Secret
 from fazt.capabilities._registry import Binary as Binary
 from fazt.capabilities._registry import Call as Call
 from fazt.capabilities._registry import Capabilities as Capabilities
@@ -26,5 +32,6 @@ from fazt.capabilities._settings import AppSettings as AppSettings
 from fazt.capabilities._settings import Policy as Policy
 
 __all__ = ["GO_COMPAT", "KNOWN", "AppSettings", "Binary", "Call", "Capabilities", "EnvRequest",
-           "Grant", "GrantLimits", "Method", "Policy", "Provider", "RawJson", "Requested",
-           "StorageRequest", "parse_capabilities"]
+           "Grant", "GrantLimits", "Method", "NetLog", "NetLogEntry", "NetPolicy", "NetRequest",
+           "NetRule", "Policy", "Provider", "RawJson", "Requested", "Secret", "StorageRequest",
+           "parse_capabilities"]

@@ -3,6 +3,8 @@
     "capabilities": {"kv": {}, "env": ["PUBLIC_URL"]}
     "capabilities": {"kv": {"quota_mb": 50}, "blobs": {}}
     "capabilities": {"docs": {"indexes": {"posts": ["author", ["author", "meta.score"]]}}}
+    "capabilities": {"net": {"allow": ["api.github.com"], "secrets": ["GITHUB_TOKEN"],
+                             "timeoutMs": 5000}}
 
 What the app gets is this request intersected with the operator's policy and the server's
 limits (``_grant.py``). Validation errors name the offending key (``capabilities.kv.quota_mb``),
@@ -17,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fazt.capabilities._allow import AllowEntry, BadPattern, parse_allow_entry
 from fazt.errors import InvalidManifest
 
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
@@ -30,6 +33,9 @@ FIELD_PATH = re.compile(rf"{FIELD_NAME}(\.{FIELD_NAME})*")
 MAX_FIELD_PATH = 256
 MAX_INDEXES = 32          # per app, all collections
 MAX_INDEX_FIELDS = 4
+MAX_ALLOW = 100
+MAX_SECRETS = 50
+MAX_NET_TIMEOUT_MS = 600_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +62,27 @@ class DocsRequest(StorageRequest):
     indexes: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
 
 
-CapabilityRequest = StorageRequest | EnvRequest
+@dataclass(frozen=True, kw_only=True)
+class NetRequest:
+    """net: where the app may send requests, the secrets it may name, and the longest a call
+    may take. ``allow`` None (only the Go compatibility grant): wherever the operator's net
+    rules for the app allow; ``every_secret``: any secret (the Go fazt had no list)."""
+
+    allow: tuple[AllowEntry, ...] | None = ()
+    secrets: tuple[str, ...] = ()
+    every_secret: bool = False
+    timeout_ms: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "allow": "operator" if self.allow is None else [e.text for e in self.allow],
+            "secrets": "*" if self.every_secret else list(self.secrets)}
+        if self.timeout_ms is not None:
+            out["timeoutMs"] = self.timeout_ms
+        return out
+
+
+CapabilityRequest = StorageRequest | EnvRequest | NetRequest
 
 
 @dataclass(frozen=True)
@@ -77,6 +103,9 @@ class Requested:
             if isinstance(item, EnvRequest):
                 out[name] = "*" if item.every else list(item.names)
                 continue
+            if isinstance(item, NetRequest):
+                out[name] = item.to_json()
+                continue
             out[name] = {} if item.quota_mb is None else {"quota_mb": item.quota_mb}
             if isinstance(item, DocsRequest) and item.indexes:
                 out[name]["indexes"] = {
@@ -86,9 +115,12 @@ class Requested:
 
 
 GO_COMPAT = Requested({"kv": StorageRequest(), "docs": DocsRequest(), "blobs": StorageRequest(),
-                       "env": EnvRequest(every=True)})
+                       "env": EnvRequest(every=True),
+                       "net": NetRequest(allow=None, every_secret=True)})
 """What an app written for the Go fazt is granted (its manifest has no "capabilities"): its
-``fazt.storage``/``fazt.app`` kv, ds and s3, and ``fazt.env`` with every env setting."""
+``fazt.storage``/``fazt.app`` kv, ds and s3, ``fazt.env`` with every env setting, and
+``fazt.net.fetch`` to wherever the operator's net rules for it allow (the Go fazt's allowlist
+was the operator's alone: with no rule, nothing)."""
 
 
 def parse_capabilities(value: Any) -> Requested:
@@ -179,11 +211,45 @@ def _env(key: str, value: Any) -> EnvRequest:
     return EnvRequest(names=tuple(value))
 
 
+def _net(key: str, value: Any) -> NetRequest:
+    _no_unknown_keys(key, _object(key, value), ("allow", "secrets", "timeoutMs"))
+    raw = value.get("allow")
+    if not isinstance(raw, list) or not raw:
+        raise _invalid(f"{key}.allow", "must be a non-empty list of hosts the app may fetch, "
+                       "e.g. [\"api.github.com\", \"*.googleapis.com\"]", raw)
+    if len(raw) > MAX_ALLOW:
+        raise InvalidManifest(f"manifest.json: \"{key}.allow\" lists more than {MAX_ALLOW} "
+                              "entries")
+    allow = []
+    for i, text in enumerate(raw):
+        try:
+            allow.append(parse_allow_entry(text))
+        except BadPattern as exc:
+            raise _invalid(f"{key}.allow[{i}]", str(exc), text) from None
+    secrets = value.get("secrets", [])
+    if not isinstance(secrets, list) or len(secrets) > MAX_SECRETS:
+        raise _invalid(f"{key}.secrets", f"must be a list of at most {MAX_SECRETS} secret "
+                       "names, e.g. [\"GITHUB_TOKEN\"]", secrets)
+    for i, name in enumerate(secrets):
+        if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
+            raise _invalid(f"{key}.secrets[{i}]", "must be a name of A-Z, 0-9 and _ (not "
+                           "starting with a digit, at most 64 characters)", name)
+    if len(set(secrets)) != len(secrets):
+        raise InvalidManifest(f"manifest.json: \"{key}.secrets\" lists a name twice")
+    timeout = value.get("timeoutMs")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)
+                                or not 1 <= timeout <= MAX_NET_TIMEOUT_MS):
+        raise _invalid(f"{key}.timeoutMs", f"must be an integer from 1 to {MAX_NET_TIMEOUT_MS}",
+                       timeout)
+    return NetRequest(allow=tuple(allow), secrets=tuple(secrets), timeout_ms=timeout)
+
+
 _PARSERS: dict[str, Callable[[str, Any], CapabilityRequest]] = {
     "kv": _storage,
     "docs": _docs,
     "blobs": _storage,
     "env": _env,
+    "net": _net,
 }
 KNOWN = frozenset(_PARSERS)
 WITH_QUOTA = frozenset(name for name, parser in _PARSERS.items() if parser in (_storage, _docs))

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fazt.budget import Budget
-from fazt.capabilities._manifest import EnvRequest, Requested, StorageRequest
+from fazt.capabilities._manifest import (
+    CapabilityRequest,
+    EnvRequest,
+    NetRequest,
+    Requested,
+    StorageRequest,
+)
 from fazt.capabilities._settings import NO_POLICY, AppSettings, Policy
 from fazt.errors import CapabilityError, CapabilityNotGranted
 
@@ -29,6 +35,11 @@ class Call:
     budget: Budget
     user: str | None = None       # the signed-in user, for the per-user scopes (kv.user ...)
     quota_bytes: int | None = None
+    requested: CapabilityRequest | None = None   # the manifest's entry for this capability
+    request_id: str | None = None
+    # Per-request state a provider keeps between calls (net: the calls made so far); the
+    # same dict for every call of one request.
+    local: dict[str, Any] = field(default_factory=dict)
 
 
 Method = Callable[[Call, list[Any]], Awaitable[Any]]
@@ -79,6 +90,8 @@ class Grant:
                 request = self.requested.get("env") if self.requested else None
                 granted[name] = [] if not isinstance(request, EnvRequest) else \
                     "*" if request.every else list(request.names)
+            elif name == "net" and self.requested and "net" in self.requested:
+                granted[name] = self.requested.items["net"].to_json()   # type: ignore[union-attr]
             else:
                 granted[name] = {} if quota is None else {"quota_mb": quota // MB}
         requested = self.requested
@@ -124,6 +137,8 @@ class Capabilities:
                          self._limits.quota_mb_max,
                          policy.quota_mb.get(name, self._limits.quota_mb_max))
                 capabilities[name] = mb * MB
+            elif isinstance(request, NetRequest):
+                capabilities[name] = None
             elif isinstance(request, EnvRequest):
                 capabilities[name] = None
                 values = self._settings.env(app) if self._settings is not None else {}
@@ -141,9 +156,12 @@ class Capabilities:
         return {name: sorted(provider.methods)
                 for name, provider in sorted(self._providers.items())}
 
-    def host_for(self, grant: Grant, *, user: str | None = None
+    def host_for(self, grant: Grant, *, user: str | None = None, request_id: str | None = None
                  ) -> Callable[[str, str, list[Any], Budget], Awaitable[Any]]:
+        """The capability calls of one request."""
         app = grant.app
+        requested = grant.requested.items if grant.requested is not None else {}
+        local: dict[str, Any] = {}
 
         async def call(cap: str, method: str, args: list[Any], budget: Budget) -> Any:
             if cap not in grant.capabilities or cap not in self._providers:
@@ -156,7 +174,9 @@ class Capabilities:
             if fn is None:
                 raise CapabilityError(f"{cap} has no method {method!r}")
             return await fn(Call(app=app, budget=budget, user=user,
-                                 quota_bytes=grant.capabilities[cap]), args)
+                                 quota_bytes=grant.capabilities[cap],
+                                 requested=requested.get(cap), request_id=request_id,
+                                 local=local), args)
 
         return call
 

@@ -5,11 +5,12 @@ Leaf package: never imports the HTTP layer (``fazt.http``, quart, hypercorn).
 """
 
 from ._address import IPAddress, blocked_reason
-from ._client import Egress, EgressSettings, FetchResponse, Headers, Prepare
+from ._client import REFUSED_HEADERS, Egress, EgressSettings, FetchResponse, Headers, Prepare
 from ._guard import GuardedBackend, Resolver, StaticResolver, SystemResolver
 from ._url import Target, parse_url
 
 __all__ = [
+    "REFUSED_HEADERS",
     "Egress",
     "EgressSettings",
     "FetchResponse",

@@ -14,6 +14,7 @@ one network chunk of compressed input); its decompressed size is what counts.
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
 import zlib
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -34,10 +35,14 @@ Prepare = Callable[[Target], tuple[httpx.URL, Headers]]
 """``prepare(target)``: refuse a hop the app may not make (raise), else give the URL to send
 (a secret may add a query parameter) and the headers to add to this hop (a secret's)."""
 
+# httpx logs every request's URL at INFO, query string included: a secret sent as a query
+# parameter would reach the server's log. fazt's own net log records calls without it.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
 REDIRECTS = {301, 302, 303, 307, 308}
 # Headers an app may not set: the connection is fazt's, and the body's framing and encoding
 # are set here. "cookie" and "authorization" are dropped on a redirect to another origin.
-_REFUSED_HEADERS = frozenset({
+REFUSED_HEADERS = frozenset({
     "host", "connection", "keep-alive", "proxy-authorization", "proxy-connection", "te",
     "trailer", "transfer-encoding", "upgrade", "content-length", "accept-encoding", "expect"})
 _ORIGIN_BOUND = frozenset({"authorization", "cookie"})
@@ -89,7 +94,7 @@ class Egress:
         if len(body) > self.settings.max_request_bytes:
             raise NetTooLarge(f"the request body is {len(body)} bytes, over the "
                               f"{self.settings.max_request_bytes}-byte limit")
-        own = [(n.lower(), v) for n, v in headers if n.lower() not in _REFUSED_HEADERS]
+        own = [(n.lower(), v) for n, v in headers if n.lower() not in REFUSED_HEADERS]
         with trio.move_on_at(deadline) as scope:
             return await self._follow(method.upper(), target, own, body, prepare)
         assert scope.cancelled_caught
@@ -100,7 +105,9 @@ class Egress:
         origin = target.origin
         for redirects in range(self.settings.max_redirects + 1):
             url, extra = prepare(target)
-            response = await self._send(method, url, own + extra, body)
+            replaced = {n.lower() for n, _ in extra}     # a secret's header wins over the app's
+            response = await self._send(method, url,
+                                        [h for h in own if h[0] not in replaced] + extra, body)
             location = response.headers.get("location")
             if response.status_code not in REDIRECTS or location is None:
                 try:

@@ -104,7 +104,8 @@ class ApiGateway:
                 outcome = await self._sandbox.handle(
                     app=site.app, deploy_id=site.deploy_id, generation=site.generation,
                     load_code=load_code, request=request, budget=budget,
-                    capabilities=self._capabilities.host_for(grant, user=user),
+                    capabilities=self._capabilities.host_for(grant, user=user,
+                                                             request_id=request_id),
                     on_slow=watch_client)
                 nursery.cancel_scope.cancel(reason="handler finished")
         except BaseExceptionGroup as group:

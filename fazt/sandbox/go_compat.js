@@ -477,6 +477,20 @@
     });
   }
 
+  // The Go fazt's fazt.net.fetch(url, {method, headers, body, auth}): synchronous; `auth`
+  // names a secret; `body` is sent as String(body).
+  function netFetch(url, options) {
+    const given = options === undefined || options === null ? {} : options;
+    const call = {};
+    if (given.method !== undefined) call.method = given.method;
+    if (given.headers !== undefined) call.headers = given.headers;
+    if (given.auth !== undefined && given.auth !== null && given.auth !== '') {
+      call.secret = given.auth;
+    }
+    const body = given.body === undefined || given.body === null ? null : String(given.body);
+    return callSync('net', 'fetch', [url, call, body]);
+  }
+
   // Every object and function reachable from `value` (proxies excepted: their targets are
   // frozen already), so that nothing a request changes is seen by the next one.
   function deepFreeze(value, seen = new Set()) {
@@ -514,7 +528,7 @@
       auth: unavailable('fazt.auth', later),
       realtime: unavailable('fazt.realtime', later),
       worker: unavailable('fazt.worker', later),
-      net: unavailable('fazt.net', later),
+      net: freeze({ fetch: netFetch }),
       private: unavailable('fazt.private', later),
       image: unavailable('fazt.image', later),
     });

@@ -221,6 +221,8 @@
   // function gets bytes as a memoryview of the array's memory (no copy, no base64), a string
   // as a string (JSON.stringify of a 1.5 MB string can fail in a 128 MB worker).
   function encodeCall(cap, method, args) {
+    const adapt = ADAPT[cap + '.' + method];
+    if (adapt !== undefined) args = adapt(args);
     let binary = '', at = -1, text = false;
     for (let i = 0; i < args.length && at < 0; i++) {
       const bytes = asBytes(args[i]);
@@ -267,7 +269,27 @@
     blob.text = function () { return utf8Decode(data); };
     return blob;
   }
-  const REVIVE = freeze({ 'blobs.get': blobResult, 'blobs.user.get': blobResult });
+  // net.fetch's answer: the body as a Uint8Array, read as text or JSON on demand.
+  function netResponse(response, data) {
+    response.bytes = function () { return data; };
+    response.text = function () { return utf8Decode(data); };
+    response.json = function () { return parse(utf8Decode(data)); };
+    return freeze(response);
+  }
+  const REVIVE = freeze({ 'blobs.get': blobResult, 'blobs.user.get': blobResult,
+    'net.fetch': netResponse });
+
+  // net.fetch(url, {body, ...}): the body becomes the call's third argument, so that bytes
+  // (and a long string) travel beside the JSON, as blobs.put's data does.
+  function netFetchArgs(args) {
+    const options = args[1];
+    if (options === null || typeof options !== 'object' || !('body' in options)) return args;
+    const rest = Object.assign({}, options);
+    const body = rest.body;
+    delete rest.body;
+    return [args[0], rest, body === undefined ? null : body];
+  }
+  const ADAPT = freeze({ 'net.fetch': netFetchArgs });
 
   function makeError(info) {
     const error = new Error(info.message);
