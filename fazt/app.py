@@ -290,7 +290,7 @@ class WebService:
             "applog, sandbox and data must start first"
         ctx = AdminContext(config=config, db=db, hosting=hosting, tokens=tokens, logs=logs,
                            capabilities=capabilities, started_at=time.monotonic(),
-                           chaos=self._storage.chaos)
+                           chaos=self._storage.chaos, net=self._data.net)
         api = ApiGateway(sandbox=sandbox, hosting=hosting, policy=budget_policy(config),
                          limits=ApiLimits(max_body_bytes=config.max_api_body_bytes,
                                           max_response_bytes=config.max_api_response_bytes,

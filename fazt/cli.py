@@ -429,24 +429,34 @@ def app_rollback(name: str, to: int | None, **kwargs: Any) -> None:
 def app_logs(name: str, count: int, follow: bool, level: str | None, request_id: str | None,
              **kwargs: Any) -> None:
     """Print what an app's serverless JavaScript logged, oldest first."""
-    path = f"/api/apps/{quote(name, safe='')}/logs"
     filters: dict[str, str | int] = {k: v for k, v in
                                      (("level", level), ("request_id", request_id)) if v}
+    _print_and_follow(kwargs, f"/api/apps/{quote(name, safe='')}/logs", filters, count=count,
+                      follow=follow, items="lines", printer=_print_log_lines,
+                      what=f"log lines for {name}", following=name)
+
+
+def _print_and_follow(kwargs: dict[str, Any], path: str, filters: dict[str, str | int], *,
+                      count: int, follow: bool, items: str,
+                      printer: Callable[[list[dict[str, Any]]], None], what: str,
+                      following: str) -> None:
+    """Print the newest ``count`` items of a log endpoint; with ``follow``, then long-poll
+    for newer ones until Ctrl-C."""
     try:
         with _client(kwargs) as client:
             page = client.request("GET", f"{path}?{urlencode({'n': count, **filters})}")
-            _print_log_lines(page["lines"])
+            printer(page[items])
             if not follow:
-                if not page["lines"]:
-                    err_console.print(f"no log lines for {name}", highlight=False, markup=False)
+                if not page[items]:
+                    err_console.print(f"no {what}", highlight=False, markup=False)
                 return
-            err_console.print(f"following {name} (Ctrl-C to stop)", highlight=False,
+            err_console.print(f"following {following} (Ctrl-C to stop)", highlight=False,
                               markup=False)
             while True:
                 query = {"n": _FOLLOW_PAGE_LINES, "after": page["next"], "wait": _FOLLOW_WAIT_S,
                          **filters}
                 page = client.request("GET", f"{path}?{urlencode(query)}")
-                _print_log_lines(page["lines"])
+                printer(page[items])
     except KeyboardInterrupt:
         return
     except ClientError as exc:
@@ -501,6 +511,160 @@ def token_revoke(token_id: str, **kwargs: Any) -> None:
     """Revoke a token by id."""
     _call(kwargs, "DELETE", f"/api/tokens/{token_id}")
     console.print(f"revoked {token_id}")
+
+
+# -- fazt net, fazt secret ----------------------------------------------------------------------
+
+
+@main.group()
+def net() -> None:
+    """Where apps' net.fetch may go (rules), and the log of their calls.
+
+    An app with no rule may reach the hosts its manifest lists under "net"."allow"; once a
+    rule applies to it (its own, or one for every app), only hosts a rule matches."""
+
+
+@net.command("allow")
+@click.argument("domain")
+@click.option("--app", "app_name", metavar="APP", help="For this app only (default: every app).")
+@click.option("--rate", type=click.FloatRange(0, 100_000), metavar="PER_S",
+              help="Calls per second to the domain, per app (0: no limit; default the "
+              "server's net_rate_per_s).")
+@click.option("--burst", type=click.IntRange(1, 1_000_000), metavar="N",
+              help="Calls allowed at once before the rate applies (default net_rate_burst).")
+@click.option("--cache-ttl", type=click.IntRange(0, 86_400 * 30), metavar="SECONDS",
+              help="Cache successful GET answers (without a secret) this long.")
+@_client_options
+def net_allow(domain: str, app_name: str | None, rate: float | None, burst: int | None,
+              cache_ttl: int | None, **kwargs: Any) -> None:
+    """Allow DOMAIN (a host, or *.example.com for the hosts under it)."""
+    body = {"domain": domain, "app": app_name, "rate_per_s": rate, "burst": burst,
+            "cache_ttl_s": cache_ttl}
+    rule = _call(kwargs, "POST", "/api/net/rules",
+                 json={k: v for k, v in body.items() if v is not None})["rule"]
+    console.print(f"allowed {rule['domain']} for {_whom(rule['app'])}", highlight=False)
+
+
+@net.command("remove")
+@click.argument("domain")
+@click.option("--app", "app_name", metavar="APP", help="The app's own rule (default: the rule "
+              "for every app).")
+@_client_options
+def net_remove(domain: str, app_name: str | None, **kwargs: Any) -> None:
+    """Remove a rule."""
+    query = f"?{urlencode({'app': app_name})}" if app_name else ""
+    _call(kwargs, "DELETE", f"/api/net/rules/{quote(domain, safe='')}{query}")
+    console.print(f"removed the rule for {domain} ({_whom(app_name)})", highlight=False)
+
+
+@net.command("list")
+@_client_options
+def net_list(**kwargs: Any) -> None:
+    """List the rules, with the cache's hits and misses per domain."""
+    result = _call(kwargs, "GET", "/api/net/rules")
+    hits, misses = result["cache"]["hits"], result["cache"]["misses"]
+    table = Table("domain", "app", "rate/s", "burst", "cache ttl", "cache hits/misses")
+    for rule in result["rules"]:
+        domain = rule["domain"]
+        table.add_row(domain, rule["app"] or "(every app)",
+                      "default" if rule["rate_per_s"] is None else f"{rule['rate_per_s']:g}",
+                      "default" if rule["burst"] is None else str(rule["burst"]),
+                      "-" if not rule["cache_ttl_s"] else f"{rule['cache_ttl_s']} s",
+                      f"{hits.get(domain, 0)}/{misses.get(domain, 0)}"
+                      if rule["cache_ttl_s"] else "-")
+    if not result["rules"]:
+        err_console.print("no net rules: each app may reach what its manifest allows",
+                          highlight=False, markup=False)
+        return
+    console.print(table)
+
+
+@net.command("log")
+@click.option("--app", "app_name", metavar="APP", help="Only this app's calls.")
+@click.option("-n", "count", type=click.IntRange(1, 1000), default=100, show_default=True,
+              metavar="N", help="How many of the newest calls to print.")
+@click.option("-f", "--follow", is_flag=True, help="Then print new calls as they come, until "
+              "Ctrl-C.")
+@_client_options
+def net_log(app_name: str | None, count: int, follow: bool, **kwargs: Any) -> None:
+    """Print apps' outbound calls, oldest first (never query strings nor secrets)."""
+    _print_and_follow(kwargs, "/api/net/log", {"app": app_name} if app_name else {},
+                      count=count, follow=follow, items="calls", printer=_print_net_calls,
+                      what="net calls" + (f" for {app_name}" if app_name else ""),
+                      following=f"the net calls of {app_name or 'every app'}")
+
+
+def _print_net_calls(calls: list[dict[str, Any]]) -> None:
+    for c in calls:
+        outcome = c["error"] or str(c["status"])
+        text = (f"{c['ts']} {c['app']} [{c['request_id'] or '-'}] {c['method']} {c['host']}"
+                f"{c['path']} {outcome} {c['bytes_in']} B {c['duration_ms']:.0f} ms"
+                + (" (cached)" if c["cached"] else ""))
+        click.echo(_printable(text))
+
+
+@main.group()
+def secret() -> None:
+    """Credentials fazt adds to apps' net.fetch calls: a handler names one
+    (net.fetch(url, {secret: "NAME"})) and never sees its value."""
+
+
+@secret.command("set")
+@click.argument("name")
+@click.option("--as", "inject", required=True, metavar="bearer|header:NAME|query:NAME",
+              help="How it is sent: Authorization: Bearer, a header, or a query parameter.")
+@click.option("--app", "app_name", metavar="APP", help="For this app only (default: every app "
+              "that lists it in its manifest).")
+@click.option("--domain", metavar="DOMAIN", help="Only ever send it to this host (or "
+              "*.example.com); default: the host each call names.")
+@_client_options
+def secret_set(name: str, inject: str, app_name: str | None, domain: str | None,
+               **kwargs: Any) -> None:
+    """Store a secret; its value is read from standard input (or asked for, hidden), never
+    from the command line, where other users could see it."""
+    if sys.stdin.isatty():
+        value = click.prompt(f"value of {name}", hide_input=True, err=True)
+    else:
+        value = sys.stdin.read().rstrip("\r\n")
+    if not value:
+        _fail("the value is empty (give it on standard input)")
+    body = {"value": value, "as": inject, "app": app_name, "domain": domain}
+    result = _call(kwargs, "PUT", f"/api/net/secrets/{quote(name, safe='')}",
+                   json={k: v for k, v in body.items() if v is not None})["secret"]
+    console.print(f"stored {name} for {_whom(result['app'])}, sent as {result['as']}"
+                  + (f" to {result['domain']} only" if result["domain"] else ""),
+                  highlight=False)
+
+
+@secret.command("list")
+@_client_options
+def secret_list(**kwargs: Any) -> None:
+    """List secrets, their values masked."""
+    secrets = _call(kwargs, "GET", "/api/net/secrets")["secrets"]
+    if not secrets:
+        err_console.print("no secrets", highlight=False, markup=False)
+        return
+    table = Table("name", "app", "sent as", "domain", "value", "updated")
+    for s in secrets:
+        table.add_row(s["name"], s["app"] or "(every app)", s["as"], s["domain"] or "(the "
+                      "call's host)", s["value"], s["updated_at"])
+    console.print(table)
+
+
+@secret.command("remove")
+@click.argument("name")
+@click.option("--app", "app_name", metavar="APP", help="The app's own secret (default: the "
+              "one for every app).")
+@_client_options
+def secret_remove(name: str, app_name: str | None, **kwargs: Any) -> None:
+    """Remove a secret."""
+    query = f"?{urlencode({'app': app_name})}" if app_name else ""
+    _call(kwargs, "DELETE", f"/api/net/secrets/{quote(name, safe='')}{query}")
+    console.print(f"removed {name} ({_whom(app_name)})", highlight=False)
+
+
+def _whom(app_name: str | None) -> str:
+    return f"app {app_name}" if app_name else "every app"
 
 
 # -- fazt backup -------------------------------------------------------------------------------

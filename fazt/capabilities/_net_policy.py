@@ -138,8 +138,9 @@ class NetPolicy:
 
     # -- rules -------------------------------------------------------------------------------
 
-    async def allow(self, domain: str, *, app: str | None = None, rate_per_s: float | None = None,
-                    burst: int | None = None, cache_ttl_s: int | None = None) -> NetRule:
+    async def allow(self, domain: object, *, app: str | None = None,
+                    rate_per_s: float | None = None, burst: int | None = None,
+                    cache_ttl_s: int | None = None) -> NetRule:
         """Add a rule, or replace the one for the same app and domain."""
         pattern = _pattern(domain)
         if rate_per_s is not None and (isinstance(rate_per_s, bool)
@@ -168,7 +169,7 @@ class NetPolicy:
         await self._write(write)
         return rule
 
-    async def remove(self, domain: str, *, app: str | None = None) -> None:
+    async def remove(self, domain: object, *, app: str | None = None) -> None:
         pattern = _pattern(domain)
 
         def write(conn: Any) -> _State:
@@ -183,11 +184,11 @@ class NetPolicy:
 
     # -- secrets -----------------------------------------------------------------------------
 
-    async def set_secret(self, name: str, value: str, *, inject: str, app: str | None = None,
+    async def set_secret(self, name: object, value: object, *, inject: str, app: str | None = None,
                          domain: str | None = None) -> Secret:
         """Store (or replace) a secret. ``inject`` is ``bearer``, ``header:NAME`` or
         ``query:NAME``."""
-        _secret_name(name)
+        name = _secret_name(name)
         kind, _, param = inject.partition(":") if isinstance(inject, str) else ("", "", "")
         if kind not in INJECT or (kind == "bearer") != (param == ""):
             raise BadRequest(f"--as must be bearer, header:NAME or query:NAME, got {inject!r}")
@@ -224,8 +225,8 @@ class NetPolicy:
         await self._write(write)
         return secret
 
-    async def remove_secret(self, name: str, *, app: str | None = None) -> None:
-        _secret_name(name)
+    async def remove_secret(self, name: object, *, app: str | None = None) -> None:
+        name = _secret_name(name)
 
         def write(conn: Any) -> _State:
             gone = conn.execute("DELETE FROM net_secrets WHERE ifnull(app, '') = ? AND name = ? "
@@ -278,10 +279,11 @@ def _pattern(domain: object) -> HostPattern:
         raise BadRequest(f"domain {str(domain)[:100]!r} {exc}") from None
 
 
-def _secret_name(name: object) -> None:
+def _secret_name(name: object) -> str:
     if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
         raise BadRequest(f"invalid secret name {str(name)[:64]!r}: use A-Z, 0-9 and _ (not "
                          "starting with a digit, at most 64 characters)")
+    return name
 
 
 def _whole(name: str, value: object, low: int, high: int) -> None:

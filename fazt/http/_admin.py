@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from fazt.applog import AppLogStore
 from fazt.auth import TokenStore
 from fazt.capabilities import Capabilities
+from fazt.capabilities.net import NetProvider
 from fazt.config import Config
 from fazt.errors import FaztError, InvalidJson, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from fazt.hosting import Hosting
@@ -44,6 +45,7 @@ class AdminContext:
     capabilities: Capabilities
     started_at: float   # time.monotonic() at start
     chaos: Chaos | None = None      # the storage chaos seam (the chaos setting)
+    net: NetProvider | None = None
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -82,7 +84,7 @@ async def read_json(limit: int, *, allow_empty: bool = False) -> dict[str, Any]:
 
 
 def create_admin_app(ctx: AdminContext) -> QuartTrio:
-    from fazt.http import routes_apps, routes_system, routes_tokens
+    from fazt.http import routes_apps, routes_net, routes_system, routes_tokens
 
     app = QuartTrio("fazt.admin", static_folder=None)
     # The whole upload must arrive within BODY_TIMEOUT: at least 60 s, more for a large limit
@@ -140,6 +142,8 @@ def create_admin_app(ctx: AdminContext) -> QuartTrio:
     routes_system.register(app, ctx)
     routes_apps.register(app, ctx)
     routes_tokens.register(app, ctx)
+    if ctx.net is not None:
+        routes_net.register(app, ctx)
     return app
 
 

@@ -31,7 +31,7 @@ ARCHIVE_TYPES = frozenset({
 DEFAULT_LOG_LINES = 100
 MAX_LOG_LINES = 1000
 MAX_LOG_WAIT_S = 60
-_MAX_ID = 2**63 - 1   # SQLite's largest integer
+MAX_ID = 2**63 - 1   # SQLite's largest integer
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _SECONDS = re.compile(r"[0-9]{1,2}(?:\.[0-9]{1,3})?")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -155,8 +155,13 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
     async def remove(name: str) -> Response:
         await hosting.remove(validate_app_name(name))
         settings.forget(name)       # its settings and data went with it
+        if ctx.net is not None:
+            ctx.net.policy.forget(name)     # its own net rules and secrets too
+            ctx.net.forget_app(name)
         try:
             await app_logs.delete_app(name)
+            if ctx.net is not None:
+                await ctx.net.log.delete_app(name)
         except (StorageError, BudgetExceeded) as exc:   # the app is gone: say so all the same
             log.warning("request removed app %s but not its logs: %s", name, exc.code)
         return json_response({"removed": name})
@@ -165,15 +170,15 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
     async def logs(name: str) -> Response:
         validate_app_name(name)
         args = request.args
-        limit = _int_arg(args, "n", low=1, high=MAX_LOG_LINES)
-        after = _int_arg(args, "after", low=0, high=_MAX_ID)
+        limit = int_arg(args, "n", low=1, high=MAX_LOG_LINES)
+        after = int_arg(args, "after", low=0, high=MAX_ID)
         level = args.get("level")
         if level is not None and level not in LEVELS:
             raise BadRequest(f"\"level\" must be one of {', '.join(LEVELS)}")
         request_id = args.get("request_id")
         if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
             raise BadRequest("\"request_id\" must be 1-64 characters of A-Z a-z 0-9 . _ : -")
-        wait_s = _wait_arg(args)
+        wait_s = wait_arg(args)
         if wait_s is not None and after is None:
             raise BadRequest("\"wait\" needs \"after\" (the \"next\" of the previous answer)")
         if not await hosting.app_exists(name):
@@ -232,17 +237,17 @@ def _names(body: dict[str, Any], key: str) -> list[str]:
     return value
 
 
-def _int_arg(args: MultiDict[str, str], name: str, *, low: int, high: int) -> int | None:
+def int_arg(args: MultiDict[str, str], name: str, *, low: int, high: int) -> int | None:
     value = args.get(name)
     if value is None:
         return None
     if not _DIGITS.fullmatch(value) or not low <= int(value) <= high:
-        limit = f"from {low} to {high}" if high < _MAX_ID else f"of at least {low}"
+        limit = f"from {low} to {high}" if high < MAX_ID else f"of at least {low}"
         raise BadRequest(f"\"{name}\" must be an integer {limit}")
     return int(value)
 
 
-def _wait_arg(args: MultiDict[str, str]) -> float | None:
+def wait_arg(args: MultiDict[str, str]) -> float | None:
     value = args.get("wait")
     if value is None:
         return None
