@@ -192,5 +192,17 @@ class Egress:
         return size
 
 
-def _describe(exc: httpx.HTTPError) -> str:
-    return (str(exc) or type(exc).__name__)[:500]
+def _describe(exc: BaseException) -> str:
+    """The most telling message of ``exc`` and its causes (httpx's ConnectError for a refused
+    certificate says nothing; the ssl error it wraps does)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    for candidate in reversed(seen):
+        text = str(candidate)
+        if text:
+            return f"{type(candidate).__name__}: {text}"[:500] if candidate is not exc \
+                else text[:500]
+    return type(exc).__name__

@@ -474,7 +474,11 @@ class WorkerProcess:
                 reply = orjson.dumps(result)
             ok = True
         except FaztError as exc:
-            reply, ok = orjson.dumps({"code": exc.code, "message": exc.public_message()}), False
+            # A capability's own message is written for the app's author (a net error's says
+            # what went wrong upstream): it goes to the handler whole. Others (storage) may
+            # name internals: the generic text for their status.
+            message = exc.message if isinstance(exc, CapabilityError) else exc.public_message()
+            reply, ok = orjson.dumps({"code": exc.code, "message": message}), False
         except (ValueError, TypeError):
             reply, ok = orjson.dumps({"code": "capability_error",
                                       "message": "malformed capability call"}), False
