@@ -239,6 +239,11 @@ def _print_capabilities(caps: dict[str, Any]) -> None:
                       else _describe_grant(granted),
                       _size(usage[name]) if name in usage else "-")
     console.print(table if len(table.rows) else "capabilities: none requested")
+    rules = caps.get("net_rules") or []
+    if rules:
+        console.print("net rules (calls go only to hosts a rule matches): "
+                      + ", ".join(f"{r['domain']}" + ("" if r["app"] else " (every app)")
+                                  for r in rules), highlight=False)
 
 
 def _describe_grant(value: Any) -> str:
@@ -248,6 +253,12 @@ def _describe_grant(value: Any) -> str:
         return "every name"
     if isinstance(value, list):
         return ", ".join(value) or "(no names)"
+    if "allow" in value:        # net
+        allow = "hosts the net rules allow" if value["allow"] == "operator" \
+            else ", ".join(value["allow"])
+        secrets = value["secrets"]
+        return (f"allow {allow}" + (f"; secrets {_describe_grant(secrets)}" if secrets else "")
+                + (f"; timeout {value['timeoutMs']} ms" if "timeoutMs" in value else ""))
     return f"quota {value['quota_mb']} MB" if "quota_mb" in value else "yes"
 
 

@@ -62,8 +62,11 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
     async def grant_of(name: str) -> dict[str, Any]:
         site = await hosting.site(name)
         requested = site.capabilities if site is not None else None
-        return {**capabilities.grant(name, requested).to_json(),
-                "usage_bytes": await settings.usage(name)}
+        out = {**capabilities.grant(name, requested).to_json(),
+               "usage_bytes": await settings.usage(name)}
+        if ctx.net is not None:     # the operator's net rules that apply to the app
+            out["net_rules"] = [r.to_json() for r in ctx.net.policy.rules(name)]
+        return out
 
     @app.get("/api/apps/<name>/policy")
     async def get_policy(name: str) -> Response:

@@ -264,7 +264,7 @@ def test_caps_object_has_the_blobs_methods(server: FaztServer, app: str) -> None
     assert r.status_code == 200, r.text
     seen = r.json()
     assert seen["blobs"] == "object"
-    assert seen["keys"] == ["blobs", "budget", "docs", "kv", "log"]
+    assert seen["keys"] == ["blobs", "budget", "docs", "kv", "log", "net"]
     assert seen["methods"] == ["delete", "get", "list", "put", "url", "user"]
     assert seen["user"] == ["delete", "get", "list", "put", "url"]
 
@@ -727,7 +727,7 @@ def test_an_app_without_blobs_in_its_manifest_is_refused_blobs(server: FaztServe
     deploy(server, "noblobs", {"manifest.json": json.dumps({"capabilities": {"kv": {}}}),
                                "api/main.js": NO_BLOBS_JS})
     r = call(server, "noblobs", "GET", "/api/x")
-    assert r.json() == {"blobs": "object", "keys": ["blobs", "budget", "docs", "kv", "log"]}
+    assert r.json() == {"blobs": "object", "keys": ["blobs", "budget", "docs", "kv", "log", "net"]}
     # every call is refused, naming the manifest entry to add
     error = assert_error(call(server, "noblobs", "GET", "/api/call"), 403,
                          "capability_not_granted")

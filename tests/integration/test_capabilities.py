@@ -224,7 +224,7 @@ def test_caps_object_has_the_kv_methods(server: FaztServer, kv: str) -> None:
     seen = caps_of(server, kv)
     assert seen["kv"] == "object"
     # no env: the manifest lists none
-    assert seen["keys"] == ["blobs", "budget", "docs", "kv", "log"]
+    assert seen["keys"] == ["blobs", "budget", "docs", "kv", "log", "net"]
     assert seen["env"] == "undefined"
     assert seen["methods"] == ["delete", "get", "increment", "list", "set", "user"]
     assert seen["user"] == ["delete", "get", "increment", "list", "set"]
@@ -487,7 +487,7 @@ def test_handler_cannot_reach_the_raw_capability_rpc(server: FaztServer) -> None
         "caps.kv.get", "caps.kv.user.get")}
     assert changed == ["undefined", "undefined", "undefined", "[1]", False]
     assert seen["globals"] == []
-    assert seen["keys"] == ["blobs", "budget", "docs", "kv", "log"]
+    assert seen["keys"] == ["blobs", "budget", "docs", "kv", "log", "net"]
     # its own kv still answers, for its own (missing) key: undefined, dropped from the JSON
     assert "result" not in seen
 
@@ -504,7 +504,7 @@ def test_app_without_kv_in_its_manifest_is_refused_kv(server: FaztServer) -> Non
     deploy(server, "nokv", {"api/main.js": NO_KV_JS})
     # caps.kv exists, but every call is refused with the manifest entry to add
     assert call(server, "nokv", "GET", "/api/x").json() == {
-        "kv": "object", "keys": ["blobs", "budget", "docs", "kv", "log"]}
+        "kv": "object", "keys": ["blobs", "budget", "docs", "kv", "log", "net"]}
     error = assert_error(call(server, "nokv", "GET", "/api/call"), 403,
                          "capability_not_granted")
     assert '"capabilities": {"kv": {}}' in error["message"]

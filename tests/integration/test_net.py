@@ -679,3 +679,23 @@ def test_secret_set_refuses_an_empty_value_and_a_bad_kind(server: FaztServer) ->
     out = server.cli("secret", "set", "KIND", "--as", "basic", input="value\n")
     assert out.returncode != 0 and "bearer, header:NAME or query:NAME" in out.stderr
     assert "KIND" not in cli_ok(server, "secret", "list")
+
+
+def test_app_info_shows_the_net_request_and_the_rules(server: FaztServer,
+                                                      upstream: Upstream) -> None:
+    port = upstream.http_port
+    deploy(server, "infoapp", net_app([f"http://up.test:{port}"], secrets=["A_KEY"],
+                                      timeout_ms=500))
+    shown = cli_ok(server, "app", "info", "infoapp")
+    assert f"allow http://up.test:{port}; secrets A_KEY; timeout 500 ms" in shown
+    assert "net rules" not in shown
+    cli_ok(server, "net", "allow", "*.up.test", "--app", "infoapp")
+    try:
+        shown = cli_ok(server, "app", "info", "infoapp")
+        assert "net rules (calls go only to hosts a rule matches): *.up.test" in shown
+        granted = admin(server, "GET", "/api/apps/infoapp").json()["capabilities"]
+        assert granted["granted"]["net"] == {"allow": [f"http://up.test:{port}"],
+                                             "secrets": ["A_KEY"], "timeoutMs": 500}
+        assert [r["domain"] for r in granted["net_rules"]] == ["*.up.test"]
+    finally:
+        cli_ok(server, "net", "remove", "*.up.test", "--app", "infoapp")

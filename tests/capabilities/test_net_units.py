@@ -1,0 +1,1328 @@
+"""Unit tests of the net capability's parts: allow entries and host patterns, the manifest's
+``net`` section, the token bucket and the response cache, NetPolicy and NetLog against a real
+encrypted database, and ``NetProvider``'s fetch against a real HTTP server on 127.0.0.1
+(without the JS sandbox).
+
+Names resolve through a StaticResolver; the guard's test seam permits exactly the local test
+names at 127.0.0.1, so nothing leaves the machine. Time is a fake clock where the code takes
+one (the rate limiter, the cache), trio's autojump clock for a follower's timeout, and the
+trio clock (bounded) for the fetch timeouts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+import trio
+import trio.testing
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from fazt.budget import Budget, BudgetPolicy
+from fazt.capabilities import GO_COMPAT, Binary, Call, NetRequest, parse_capabilities
+from fazt.capabilities._allow import (
+    MAX_ENTRY_CHARS,
+    BadPattern,
+    HostPattern,
+    parse_allow_entry,
+    parse_host_pattern,
+)
+from fazt.capabilities._manifest import MAX_ALLOW, MAX_NET_TIMEOUT_MS, MAX_SECRETS
+from fazt.capabilities._net_log import PRUNE_EVERY, NetCall, NetLog, now_iso_ms
+from fazt.capabilities._net_policy import MAX_SECRET_BYTES, NetPolicy
+from fazt.capabilities.net import NetLimits, NetProvider, ResponseCache, TokenBucket
+from fazt.egress import Egress, FetchResponse, StaticResolver, parse_url
+from fazt.errors import (
+    AppNotFound,
+    BadRequest,
+    CapabilityError,
+    InvalidManifest,
+    NetBadUrl,
+    NetDenied,
+    NetRateLimited,
+    NetTimeout,
+    NetTooManyCalls,
+    NotFound,
+    PayloadTooLarge,
+)
+from fazt.storage import Database
+from tests.capabilities.conftest import APP, OTHER
+
+# A request cut short (a timeout) is closed while httpx's and httpcore's stream generators are
+# mid-iteration; trio finalizes them at garbage collection and warns. Only those are ignored
+# (as in tests/egress/test_client.py).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <async_generator object (AsyncHTTP11Connection"
+    "._receive_response_body|AsyncResponseStream.__aiter__|BoundAsyncStream.__aiter__"
+    "|HTTP11ConnectionByteStream.__aiter__|PoolByteStream.__aiter__)"
+    ":pytest.PytestUnraisableExceptionWarning")
+
+LOCAL_NAMES = ("good.test", "other.test")
+SECRET = "s3cr3t/Value+0123 456789"      # URL-encoded differently by quote and quote_plus
+
+
+def _re(text: str) -> str:
+    return re.escape(text)
+
+
+def _leaks(text: str) -> bool:
+    """Whether ``text`` holds the secret, as is or URL-encoded."""
+    return any(form in text for form in (SECRET, urllib.parse.quote(SECRET, safe=""),
+                                         urllib.parse.quote_plus(SECRET)))
+
+
+# == allow entries and host patterns ========================================================
+
+
+@pytest.mark.parametrize(("text", "scheme", "host", "port", "wildcard"), [
+    ("api.github.com", "https", "api.github.com", 443, False),
+    ("https://api.github.com", "https", "api.github.com", 443, False),
+    ("https://api.github.com/", "https", "api.github.com", 443, False),
+    ("http://example.org", "http", "example.org", 80, False),
+    ("http://example.org:8080", "http", "example.org", 8080, False),
+    ("api.example.com:8443", "https", "api.example.com", 8443, False),
+    ("*.googleapis.com", "https", "googleapis.com", 443, True),
+    ("*.Example.COM:8443", "https", "example.com", 8443, True),
+    ("API.Example.COM", "https", "api.example.com", 443, False),
+    ("api.example.com.", "https", "api.example.com", 443, False),
+    ("Bücher.example", "https", "xn--bcher-kva.example", 443, False),
+    ("*.bücher.example", "https", "xn--bcher-kva.example", 443, True),
+    ("93.184.216.34", "https", "93.184.216.34", 443, False),
+    ("http://93.184.216.34:8080", "http", "93.184.216.34", 8080, False),
+    ("[2001:db8::1]", "https", "2001:db8::1", 443, False),
+    ("[2001:DB8:0::1]:8443", "https", "2001:db8::1", 8443, False),
+    ("http://[::1]:1", "http", "::1", 1, False),
+    ("a.b:65535", "https", "a.b", 65535, False),
+])
+def test_accepted_allow_entries_are_normalised(text: str, scheme: str, host: str, port: int,
+                                               wildcard: bool) -> None:
+    entry = parse_allow_entry(text)
+    assert (entry.scheme, entry.pattern.host, entry.port, entry.pattern.wildcard) == \
+        (scheme, host, port, wildcard)
+    assert entry.text == text       # what the manifest said, for messages and to_json
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("*", "whole Internet"),
+    ("https://*", "whole Internet"),
+    ("*.com", "top-level domain"),
+    ("*.com.", "top-level domain"),
+    ("*.93.184.216.34", "not a top-level domain or an address"),
+    ("*example.com", "only allowed as the first label"),
+    ("a.*.com", "only allowed as the first label"),
+    ("*.*.example.com", "only allowed as the first label"),
+    ("api.*", "only allowed as the first label"),
+    ("ftp://example.com", "only http and https"),
+    ("ws://example.com", "only http and https"),
+    ("example.com/path", "host name only"),
+    ("https://example.com/v1/", "host name only"),
+    ("example.com?x=1", "host name only"),
+    ("example.com#top", "host name only"),
+    ("user@example.com", "host name only"),
+    ("https://user@example.com:443", "host name only"),
+    ("example.com:0", "port '0'"),
+    ("example.com:65536", "port '65536'"),
+    ("example.com:abc", "port 'abc'"),
+    ("example.com:", "port ''"),
+    ("example.com:٤٤٣", "must be a number"),          # Arabic-Indic digits
+    ("127.1", "non-standard form"),
+    ("2130706433", "non-standard form"),
+    ("0x7f.0.0.1", "non-standard form"),
+    ("0177.0.0.1", "IPv4"),             # refused by httpx's parser already
+    ("[::1", "in brackets"),
+    ("[::1]8443", "in brackets"),
+    ("exa mple.com", "spaces or control characters"),
+    ("-bad.example.com", "not a valid host name"),
+    ("a..example.com", "not a valid host name"),
+    ("", "must be a host"),
+    ("x" * (MAX_ENTRY_CHARS - 3) + ".com", f"over {MAX_ENTRY_CHARS} characters"),
+    ("a" * 250 + ".com", "not a valid host name"),      # under the entry limit, over 63/label
+])
+def test_refused_allow_entries_say_why(text: str, reason: str) -> None:
+    with pytest.raises(BadPattern, match=_re(reason)):
+        parse_allow_entry(text)
+
+
+@pytest.mark.parametrize("value", [None, 5, ["a.com"], {"host": "a.com"}, b"a.com"])
+def test_an_allow_entry_must_be_a_string(value: object) -> None:
+    with pytest.raises(BadPattern, match="must be a host"):
+        parse_allow_entry(value)
+    with pytest.raises(BadPattern, match="must be a host name"):
+        parse_host_pattern(value)
+
+
+@pytest.mark.xfail(strict=True, reason="_allow.py parse_allow_entry: an IPv6 address written "
+                   "without brackets is split at its last colon and read as [addr]:port "
+                   "(\"2001:db8::1:1\" becomes 2001:db8::1 on port 1) instead of being refused "
+                   "as the docstring/error message ('written in brackets') say")
+def test_an_ipv6_address_without_brackets_is_refused_not_read_as_host_and_port() -> None:
+    with pytest.raises(BadPattern, match="brackets"):
+        parse_allow_entry("2001:db8::1:1")       # itself a valid address, not [2001:db8::1]:1
+
+
+@pytest.mark.parametrize(("text", "host", "wildcard"), [
+    ("api.github.com", "api.github.com", False),
+    ("*.Example.com.", "example.com", True),
+    ("Bücher.example", "xn--bcher-kva.example", False),
+    ("10.0.0.1", "10.0.0.1", False),
+    ("2001:DB8::1", "2001:db8::1", False),      # a rule's host: IPv6 without brackets
+])
+def test_host_patterns_are_normalised(text: str, host: str, wildcard: bool) -> None:
+    assert parse_host_pattern(text) == HostPattern(host, wildcard)
+    assert str(parse_host_pattern(text)) == ("*." if wildcard else "") + host
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("*", "whole Internet"),
+    ("*.com", "top-level domain"),
+    ("a.*.com", "first label"),
+    ("example.com:443", "host name only"),
+    ("https://example.com", "host name only"),
+    ("example.com/x", "host name only"),
+    ("u@example.com", "host name only"),
+    ("[::1]", "host name only"),
+    ("127.1", "non-standard form"),
+    ("", "must be a host name"),
+    ("a" * (MAX_ENTRY_CHARS + 1), f"over {MAX_ENTRY_CHARS}"),
+])
+def test_refused_host_patterns_say_why(text: str, reason: str) -> None:
+    with pytest.raises(BadPattern, match=_re(reason)):
+        parse_host_pattern(text)
+
+
+@pytest.mark.parametrize(("entry", "url", "expected"), [
+    ("api.example.com", "https://api.example.com/x?y=1", True),
+    ("api.example.com", "https://API.Example.com.:443/x", True),
+    ("api.example.com", "http://api.example.com/x", False),            # scheme
+    ("api.example.com", "https://api.example.com:8443/x", False),      # port
+    ("api.example.com", "https://www.api.example.com/", False),        # exact: no subdomain
+    ("api.example.com:8443", "https://api.example.com:8443/", True),
+    ("api.example.com:8443", "https://api.example.com/", False),
+    ("http://example.org", "http://example.org/", True),
+    ("http://example.org", "https://example.org/", False),
+    ("http://example.org", "http://example.org:8080/", False),
+    ("*.example.com", "https://a.example.com/", True),
+    ("*.example.com", "https://a.b.example.com/", True),
+    ("*.example.com", "https://example.com/", False),                 # not the apex
+    ("*.example.com", "https://evilexample.com/", False),
+    ("*.example.com", "https://example.com.evil.net/", False),
+    ("*.example.com", "https://a.example.com.evil.net/", False),
+    ("*.example.com", "http://a.example.com/", False),
+    ("Bücher.example", "https://BÜCHER.example/", True),
+    ("Bücher.example", "https://xn--bcher-kva.example/", True),
+    ("93.184.216.34", "https://93.184.216.34/", True),
+    ("93.184.216.34", "https://93.184.216.35/", False),
+    ("[2001:db8::1]:8443", "https://[2001:db8:0:0::1]:8443/", True),
+    ("[2001:db8::1]:8443", "https://[2001:db8::2]:8443/", False),
+])
+def test_allow_entry_matches_parsed_urls(entry: str, url: str, expected: bool) -> None:
+    assert parse_allow_entry(entry).matches(parse_url(url)) is expected
+
+
+@pytest.mark.parametrize(("pattern", "other", "expected"), [
+    ("*.example.com", "a.example.com", True),
+    ("*.example.com", "*.a.example.com", True),
+    ("*.example.com", "*.example.com", True),
+    ("*.example.com", "example.com", False),
+    ("*.example.com", "evilexample.com", False),
+    ("*.example.com", "*.other.com", False),
+    ("*.a.example.com", "*.example.com", False),
+    ("a.example.com", "a.example.com", True),
+    ("a.example.com", "*.a.example.com", False),
+    ("a.example.com", "b.example.com", False),
+])
+def test_host_pattern_covers(pattern: str, other: str, expected: bool) -> None:
+    assert parse_host_pattern(pattern).covers(parse_host_pattern(other)) is expected
+
+
+# == the manifest's net section =============================================================
+
+
+def test_a_full_net_section_parses_and_round_trips() -> None:
+    section = {"allow": ["api.github.com", "*.googleapis.com", "http://example.org",
+                         "api.example.com:8443"],
+               "secrets": ["GITHUB_TOKEN", "_X1"], "timeoutMs": 5000}
+    requested = parse_capabilities({"net": section, "kv": {}})
+    net = requested.get("net")
+    assert isinstance(net, NetRequest)
+    assert [(e.scheme, str(e.pattern), e.port) for e in net.allow or ()] == [
+        ("https", "api.github.com", 443), ("https", "*.googleapis.com", 443),
+        ("http", "example.org", 80), ("https", "api.example.com", 8443)]
+    assert (net.secrets, net.timeout_ms, net.every_secret) == (("GITHUB_TOKEN", "_X1"), 5000,
+                                                               False)
+    assert requested.to_json()["net"] == section
+    assert parse_capabilities(requested.to_json()) == requested
+
+
+def test_the_defaults_and_the_go_compat_grant() -> None:
+    net = parse_capabilities({"net": {"allow": ["a.example"]}}).get("net")
+    assert net == NetRequest(allow=(parse_allow_entry("a.example"),), secrets=(),
+                             timeout_ms=None)
+    assert isinstance(net, NetRequest) and net.to_json() == {"allow": ["a.example"],
+                                                             "secrets": []}
+    compat = GO_COMPAT.get("net")
+    assert isinstance(compat, NetRequest)
+    assert compat.to_json() == {"allow": "operator", "secrets": "*"}
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ([], '"capabilities.net" must be an object'),
+    ("api.github.com", '"capabilities.net" must be an object'),
+    ({}, '"capabilities.net.allow" must be a non-empty list'),
+    ({"allow": []}, '"capabilities.net.allow" must be a non-empty list'),
+    ({"allow": "a.example"}, '"capabilities.net.allow" must be a non-empty list'),
+    ({"allow": None}, '"capabilities.net.allow" must be a non-empty list'),
+    ({"allow": [f"h{i}.example" for i in range(MAX_ALLOW + 1)]},
+     f'"capabilities.net.allow" lists more than {MAX_ALLOW}'),
+    ({"allow": ["a.example", "*"]}, '"capabilities.net.allow[1]" "*" would allow'),
+    ({"allow": ["*.com"]}, '"capabilities.net.allow[0]" a wildcard must cover a domain'),
+    ({"allow": ["a.example", 5]}, '"capabilities.net.allow[1]" must be a host'),
+    ({"allow": ["a.example", "ftp://b.example"]}, '"capabilities.net.allow[1]" only http'),
+    ({"allow": ["a.example"], "secrets": ["lower"]}, '"capabilities.net.secrets[0]"'),
+    ({"allow": ["a.example"], "secrets": ["OK", "1BAD"]}, '"capabilities.net.secrets[1]"'),
+    ({"allow": ["a.example"], "secrets": ["OK", 5]}, '"capabilities.net.secrets[1]"'),
+    ({"allow": ["a.example"], "secrets": ["A" * 65]}, '"capabilities.net.secrets[0]"'),
+    ({"allow": ["a.example"], "secrets": "TOKEN"}, '"capabilities.net.secrets" must be a list'),
+    ({"allow": ["a.example"], "secrets": [f"S{i}" for i in range(MAX_SECRETS + 1)]},
+     f'"capabilities.net.secrets" must be a list of at most {MAX_SECRETS}'),
+    ({"allow": ["a.example"], "secrets": ["TOKEN", "TOKEN"]},
+     '"capabilities.net.secrets" lists a name twice'),
+    ({"allow": ["a.example"], "timeoutMs": 0}, '"capabilities.net.timeoutMs" must be'),
+    ({"allow": ["a.example"], "timeoutMs": MAX_NET_TIMEOUT_MS + 1},
+     '"capabilities.net.timeoutMs" must be'),
+    ({"allow": ["a.example"], "timeoutMs": True}, '"capabilities.net.timeoutMs" must be'),
+    ({"allow": ["a.example"], "timeoutMs": 1.5}, '"capabilities.net.timeoutMs" must be'),
+    ({"allow": ["a.example"], "timeoutMs": "100"}, '"capabilities.net.timeoutMs" must be'),
+    ({"allow": ["a.example"], "timeout": 100}, 'unknown key "capabilities.net.timeout"'),
+    ({"allow": ["a.example"], "Allow": []}, 'unknown key "capabilities.net.Allow"'),
+])
+def test_net_section_errors_name_the_key(section: Any, message: str) -> None:
+    with pytest.raises(InvalidManifest) as caught:
+        parse_capabilities({"net": section})
+    assert message in str(caught.value)
+
+
+def test_net_section_limits_are_inclusive() -> None:
+    net = parse_capabilities({"net": {
+        "allow": [f"h{i}.example" for i in range(MAX_ALLOW)],
+        "secrets": [f"S{i}" for i in range(MAX_SECRETS)],
+        "timeoutMs": MAX_NET_TIMEOUT_MS}}).get("net")
+    assert isinstance(net, NetRequest) and net.allow is not None
+    assert (len(net.allow), len(net.secrets), net.timeout_ms) == \
+        (MAX_ALLOW, MAX_SECRETS, MAX_NET_TIMEOUT_MS)
+    assert parse_capabilities({"net": {"allow": ["a.example"], "timeoutMs": 1}}) \
+        .to_json()["net"]["timeoutMs"] == 1
+
+
+@pytest.mark.xfail(strict=True, reason="_manifest.py _net: an allow list naming the same entry "
+                   "twice is accepted, while env names, net.secrets and docs indexes refuse "
+                   "duplicates ('lists a name twice'); decide whether allow should too")
+def test_an_allow_list_naming_an_entry_twice_is_refused() -> None:
+    with pytest.raises(InvalidManifest, match=_re("capabilities.net.allow")):
+        parse_capabilities({"net": {"allow": ["a.example", "a.example"]}})
+
+
+# == token bucket and response cache ========================================================
+
+
+def test_token_bucket_allows_a_burst_then_refills_at_its_rate() -> None:
+    bucket = TokenBucket(rate_per_s=2.0, burst=3, now=100.0)
+    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(100.25) is False         # half a token
+    assert bucket.take(100.5) is True           # a whole one (0.5 s at 2/s)
+    assert bucket.take(100.5) is False
+    # a long pause refills to the burst, not beyond it
+    assert [bucket.take(1000.0) for _ in range(4)] == [True, True, True, False]
+
+
+def test_token_bucket_with_a_burst_of_one_spaces_calls_out() -> None:
+    bucket = TokenBucket(rate_per_s=10.0, burst=1, now=0.0)
+    assert bucket.take(0.0) is True
+    assert bucket.take(0.05) is False
+    assert bucket.take(0.1) is True
+
+
+def _response(body: bytes, *, headers: list[tuple[str, str]] | None = None) -> FetchResponse:
+    return FetchResponse(status=200, headers=headers or [], body=body, url="https://x/",
+                         redirects=0)
+
+
+def test_response_cache_hits_misses_and_expiry_per_rule() -> None:
+    cache = ResponseCache(max_bytes=10_000)
+    key = (APP, "https://a.example/x")
+    assert cache.get(key, "a.example", now=0.0) is None
+    response = _response(b"body", headers=[("etag", "1")])
+    cache.put(key, response, ttl_s=10, now=0.0)
+    assert cache.get(key, "a.example", now=9.99) is response
+    assert cache.get((OTHER, "https://a.example/x"), "a.example", now=1.0) is None  # per app
+    assert cache.get(key, "a.example", now=10.0) is None                            # expired
+    assert cache.stats() == {"entries": 0, "bytes": 0, "hits": {"a.example": 1},
+                             "misses": {"a.example": 3}}
+    cache.put(key, response, ttl_s=10, now=20.0)
+    cache.get(key, "*.other.example", now=21.0)
+    assert cache.stats()["hits"] == {"a.example": 1, "*.other.example": 1}
+    assert cache.stats()["bytes"] == len(b"body") + len("etag") + len("1")
+
+
+def test_response_cache_evicts_the_least_recently_used_within_max_bytes() -> None:
+    cache = ResponseCache(max_bytes=1000)
+    keys = [(APP, f"https://a.example/{i}") for i in range(5)]
+    for key in keys[:4]:
+        cache.put(key, _response(b"x" * 240), ttl_s=60, now=0.0)
+    assert cache.stats()["bytes"] == 960
+    assert cache.get(keys[0], "r", now=1.0) is not None      # now the most recently used
+    cache.put(keys[4], _response(b"x" * 240), ttl_s=60, now=1.0)
+    assert cache.stats()["bytes"] <= 1000
+    present = [cache.get(key, "r", now=2.0) is not None for key in keys]
+    assert present == [True, False, True, True, True]       # keys[1] was the oldest
+    # replacing an entry counts its bytes once
+    cache.put(keys[4], _response(b"y" * 100), ttl_s=60, now=3.0)
+    assert cache.stats()["bytes"] == 240 * 3 + 100
+
+
+def test_an_entry_over_a_quarter_of_the_cache_is_not_cached() -> None:
+    cache = ResponseCache(max_bytes=1000)
+    cache.put((APP, "u1"), _response(b"x" * 250), ttl_s=60, now=0.0)
+    cache.put((APP, "u2"), _response(b"x" * 246, headers=[("ab", "cd")]), ttl_s=60, now=0.0)
+    cache.put((APP, "u3"), _response(b"x" * 251), ttl_s=60, now=0.0)
+    assert cache.get((APP, "u1"), "r", now=1.0) is not None
+    assert cache.get((APP, "u2"), "r", now=1.0) is not None     # exactly a quarter, headers in
+    assert cache.get((APP, "u3"), "r", now=1.0) is None
+    assert cache.stats()["entries"] == 2
+
+
+def test_response_cache_forgets_one_app() -> None:
+    cache = ResponseCache(max_bytes=10_000)
+    for app in (APP, OTHER):
+        for i in range(2):
+            cache.put((app, f"u{i}"), _response(b"abc"), ttl_s=60, now=0.0)
+    cache.forget_app(APP)
+    assert cache.stats()["entries"] == 2 and cache.stats()["bytes"] == 6
+    assert cache.get((APP, "u0"), "r", now=1.0) is None
+    assert cache.get((OTHER, "u0"), "r", now=1.0) is not None
+
+
+# == NetPolicy ==============================================================================
+
+
+@pytest.fixture
+async def policy(db: Database) -> NetPolicy:
+    policy = NetPolicy(db, op_timeout_s=10)
+    await policy.load()
+    return policy
+
+
+async def test_rules_are_added_listed_replaced_and_removed(policy: NetPolicy) -> None:
+    assert policy.rules() == () and not policy.restricts(APP)
+    rule = await policy.allow("API.Example.com.", rate_per_s=5, burst=10, cache_ttl_s=60)
+    assert (rule.app, str(rule.pattern), rule.rate_per_s, rule.burst, rule.cache_ttl_s) == \
+        (None, "api.example.com", 5.0, 10, 60)
+    assert rule.to_json()["domain"] == "api.example.com" and rule.created_at.endswith("Z")
+    await policy.allow("*.example.com", app=APP)
+    await policy.allow("b.example", app=OTHER)
+    assert [(r.app, str(r.pattern)) for r in policy.rules()] == [
+        (None, "api.example.com"), (APP, "*.example.com"), (OTHER, "b.example")]
+    assert [(r.app, str(r.pattern)) for r in policy.rules(APP)] == [
+        (None, "api.example.com"), (APP, "*.example.com")]
+    # the same app and domain: replaced, not added
+    await policy.allow("api.example.com", rate_per_s=1)
+    assert len(policy.rules()) == 3
+    replaced = policy.rule_for(OTHER, "api.example.com")
+    assert replaced is not None and (replaced.rate_per_s, replaced.burst) == (1.0, None)
+    await policy.remove("*.example.com", app=APP)
+    assert [(r.app, str(r.pattern)) for r in policy.rules()] == [
+        (None, "api.example.com"), (OTHER, "b.example")]
+
+
+async def test_removing_an_absent_rule_is_not_found(policy: NetPolicy) -> None:
+    await policy.allow("a.example", app=APP)
+    with pytest.raises(NotFound, match="every app"):
+        await policy.remove("a.example")                # the rule is alpha's, not global
+    with pytest.raises(NotFound, match="'beta'"):
+        await policy.remove("a.example", app=OTHER)
+    with pytest.raises(NotFound):
+        await policy.remove("*.a.example", app=APP)
+    assert len(policy.rules()) == 1
+
+
+@pytest.mark.parametrize("domain", ["*", "*.com", "a.*.com", "http://a.example",
+                                    "a.example:443", "a.example/x", "127.1", "", None, 5])
+async def test_a_bad_rule_domain_is_a_bad_request(policy: NetPolicy, domain: object) -> None:
+    with pytest.raises(BadRequest, match="domain"):
+        await policy.allow(domain)
+    with pytest.raises(BadRequest, match="domain"):
+        await policy.remove(domain)
+    assert policy.rules() == ()
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"rate_per_s": -1}, {"rate_per_s": True}, {"rate_per_s": "5"}, {"rate_per_s": 1e9},
+    {"rate_per_s": math.nan}, {"burst": 0}, {"burst": 1.5}, {"burst": True},
+    {"cache_ttl_s": -1}, {"cache_ttl_s": 86_400 * 31}, {"cache_ttl_s": "60"},
+])
+async def test_bad_rule_limits_are_bad_requests(policy: NetPolicy, kwargs: dict[str, Any]) \
+        -> None:
+    with pytest.raises(BadRequest):
+        await policy.allow("a.example", **kwargs)
+    assert policy.rules() == ()
+
+
+async def test_a_rule_for_an_unknown_app_is_refused(policy: NetPolicy) -> None:
+    with pytest.raises(AppNotFound):
+        await policy.allow("a.example", app="nope")
+    assert policy.rules() == ()
+
+
+async def test_rule_for_prefers_own_then_exact_then_longer_wildcard(policy: NetPolicy) -> None:
+    await policy.allow("*.example.com", rate_per_s=1)
+    await policy.allow("*.api.example.com", rate_per_s=2)
+    await policy.allow("x.api.example.com", rate_per_s=3)
+    await policy.allow("*.example.com", app=APP, rate_per_s=4)
+
+    def rate(app: str, host: str) -> float | None:
+        rule = policy.rule_for(app, host)
+        return None if rule is None else rule.rate_per_s
+
+    assert rate(OTHER, "x.api.example.com") == 3        # exact over wildcards
+    assert rate(OTHER, "y.api.example.com") == 2        # the longer wildcard
+    assert rate(OTHER, "z.example.com") == 1
+    assert rate(OTHER, "example.com") is None           # no wildcard covers the apex
+    assert rate(OTHER, "evilexample.com") is None
+    assert rate(APP, "x.api.example.com") == 4          # the app's own over any global one
+    assert rate(APP, "other.net") is None
+    await policy.allow("x.api.example.com", app=APP, rate_per_s=5)
+    assert rate(APP, "x.api.example.com") == 5          # own exact over own wildcard
+    assert rate(APP, "y.api.example.com") == 4
+
+
+async def test_restricts_once_a_rule_applies_to_the_app(policy: NetPolicy) -> None:
+    await policy.allow("a.example", app=APP)
+    assert (policy.restricts(APP), policy.restricts(OTHER)) == (True, False)
+    await policy.allow("b.example")
+    assert (policy.restricts(APP), policy.restricts(OTHER)) == (True, True)
+    await policy.remove("b.example")
+    await policy.remove("a.example", app=APP)
+    assert (policy.restricts(APP), policy.restricts(OTHER)) == (False, False)
+
+
+async def test_secrets_are_set_replaced_and_removed(policy: NetPolicy) -> None:
+    secret = await policy.set_secret("TOKEN", "first-value", inject="bearer", app=APP)
+    assert (secret.app, secret.name, secret.inject, secret.param, secret.shown_as,
+            secret.domain) == (APP, "TOKEN", "bearer", None, "bearer", None)
+    found = policy.secret(APP, "TOKEN")
+    assert found is not None and found.value == "first-value"
+    assert policy.secret(OTHER, "TOKEN") is None
+    await policy.set_secret("TOKEN", "second-value", inject="header:X-Api-Key", app=APP,
+                            domain="API.Example.com")
+    assert len(policy.secrets()) == 1
+    found = policy.secret(APP, "TOKEN")
+    assert found is not None
+    assert (found.value, found.inject, found.param, found.shown_as, str(found.domain)) == \
+        ("second-value", "header", "X-Api-Key", "header:X-Api-Key", "api.example.com")
+    query = await policy.set_secret("KEY", "v a l", inject="query:api_key")
+    assert (query.inject, query.param, query.app) == ("query", "api_key", None)
+    await policy.remove_secret("TOKEN", app=APP)
+    assert policy.secret(APP, "TOKEN") is None
+    with pytest.raises(NotFound, match="'alpha'"):
+        await policy.remove_secret("TOKEN", app=APP)
+    with pytest.raises(NotFound, match="every app"):
+        await policy.remove_secret("TOKEN")
+    assert [s.name for s in policy.secrets()] == ["KEY"]
+
+
+async def test_an_apps_own_secret_shadows_the_global_one(policy: NetPolicy) -> None:
+    await policy.set_secret("TOKEN", "global-value", inject="bearer")
+    await policy.set_secret("TOKEN", "alpha-value", inject="bearer", app=APP)
+    own, shared = policy.secret(APP, "TOKEN"), policy.secret(OTHER, "TOKEN")
+    assert own is not None and shared is not None
+    assert (own.value, shared.value) == ("alpha-value", "global-value")
+    await policy.remove_secret("TOKEN", app=APP)
+    fallback = policy.secret(APP, "TOKEN")
+    assert fallback is not None and fallback.value == "global-value"
+
+
+@pytest.mark.parametrize("inject", [
+    "header:Host", "header:host", "header:Content-Length", "header:Transfer-Encoding",
+    "header:X Api", "header:X-Api:Key", "header:", "header", "query", "query:", "query:a b",
+    "bearer:x", "cookie", "cookie:session", "Bearer", "", 5, None,
+])
+async def test_bad_injections_are_refused(policy: NetPolicy, inject: Any) -> None:
+    with pytest.raises(BadRequest):
+        await policy.set_secret("TOKEN", "value-123", inject=inject)
+    assert policy.secrets() == ()
+
+
+@pytest.mark.parametrize(("inject", "value"), [
+    ("bearer", "abc\r\nX-Evil: 1"), ("bearer", "abc\ndef"), ("header:X-Api-Key", "abc\rdef"),
+    ("header:X-Api-Key", "abc\x00def"), ("bearer", "tab\there"), ("query:key", "abc\ndef"),
+    ("query:key", "abc\x00"), ("bearer", ""), ("bearer", 5), ("bearer", None),
+])
+async def test_secret_values_that_cannot_be_sent_are_refused(policy: NetPolicy, inject: str,
+                                                             value: Any) -> None:
+    with pytest.raises(BadRequest):
+        await policy.set_secret("TOKEN", value, inject=inject)
+    assert policy.secrets() == ()
+
+
+async def test_secret_size_names_apps_and_domains_are_checked(policy: NetPolicy) -> None:
+    with pytest.raises(PayloadTooLarge):
+        await policy.set_secret("TOKEN", "x" * (MAX_SECRET_BYTES + 1), inject="bearer")
+    with pytest.raises(PayloadTooLarge):        # bytes, not characters
+        await policy.set_secret("TOKEN", "é" * (MAX_SECRET_BYTES // 2 + 1), inject="bearer")
+    for name in ("token", "1TOKEN", "", "A" * 65, 5):
+        with pytest.raises(BadRequest, match="secret name"):
+            await policy.set_secret(name, "value", inject="bearer")
+    with pytest.raises(AppNotFound):
+        await policy.set_secret("TOKEN", "value", inject="bearer", app="nope")
+    with pytest.raises(BadRequest, match="domain"):
+        await policy.set_secret("TOKEN", "value", inject="bearer", domain="*.com")
+    assert policy.secrets() == ()
+    largest = await policy.set_secret("TOKEN", "x" * MAX_SECRET_BYTES, inject="bearer")
+    assert len(largest.value) == MAX_SECRET_BYTES
+
+
+@pytest.mark.parametrize("value", ["short-1", "exactly15chars!", "a-value-of-16-ch",
+                                   "a-much-longer-secret-value-9f3k"])
+async def test_a_secret_is_shown_masked_never_whole(policy: NetPolicy, value: str) -> None:
+    secret = await policy.set_secret("TOKEN", value, inject="query:key", domain="a.example")
+    tail = value[-4:] if len(value) >= 16 else ""
+    assert secret.masked() == f"****{tail} ({len(value)} characters)"
+    assert value not in secret.masked()
+    shown = secret.to_json()
+    assert shown == {"app": None, "name": "TOKEN", "as": "query:key", "domain": "a.example",
+                     "value": secret.masked(), "updated_at": secret.updated_at}
+    assert value not in json.dumps(shown) and value not in repr(secret)
+
+
+async def test_rules_and_secrets_survive_a_reload(db: Database, policy: NetPolicy) -> None:
+    await policy.allow("*.example.com", rate_per_s=2.5, burst=3, cache_ttl_s=30)
+    await policy.allow("a.example", app=APP)
+    await policy.set_secret("TOKEN", "alpha-value", inject="header:X-Key", app=APP,
+                            domain="*.example.com")
+    await policy.set_secret("TOKEN", "global-value", inject="bearer")
+    reloaded = NetPolicy(db, op_timeout_s=10)
+    assert reloaded.rules() == ()
+    await reloaded.load()
+    assert reloaded.rules() == policy.rules()
+    assert reloaded.secrets() == policy.secrets()
+    own = reloaded.secret(APP, "TOKEN")
+    assert own is not None and (own.value, own.domain) == \
+        ("alpha-value", HostPattern("example.com", True))
+    rule = reloaded.rule_for(OTHER, "x.example.com")
+    assert rule is not None and (rule.rate_per_s, rule.burst, rule.cache_ttl_s) == (2.5, 3, 30)
+
+
+async def test_forget_drops_an_apps_rules_and_secrets_from_memory(policy: NetPolicy) -> None:
+    await policy.allow("a.example", app=APP)
+    await policy.allow("b.example")
+    await policy.set_secret("TOKEN", "value", inject="bearer", app=APP)
+    await policy.set_secret("SHARED", "value", inject="bearer")
+    policy.forget(APP)
+    assert [(r.app, str(r.pattern)) for r in policy.rules()] == [(None, "b.example")]
+    assert [(s.app, s.name) for s in policy.secrets()] == [(None, "SHARED")]
+
+
+# == NetLog =================================================================================
+
+
+def _entry(app: str = APP, *, path: str = "/p", status: int | None = 200,
+           error: str | None = None, host: str = "good.test") -> NetCall:
+    return NetCall(ts=now_iso_ms(), app=app, request_id="req-1", method="GET", host=host,
+                   path=path, status=status, bytes_out=3, bytes_in=10, duration_ms=1.5,
+                   error=error, cached=False)
+
+
+async def _flush(log: NetLog) -> None:
+    """Run the log until it has started, then stop it: stopping writes what is buffered."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(log.run)
+        nursery.cancel_scope.cancel()
+
+
+async def test_recorded_entries_are_written_and_read_by_id(db: Database) -> None:
+    log = NetLog(db, op_timeout_s=10, flush_interval_s=3600)
+    for i in range(5):
+        log.record(_entry(APP if i % 2 == 0 else OTHER, path=f"/{i}"))
+    assert log.stats() == {"buffered": 5, "dropped": 0, "written": 0}
+    assert await log.read() == []           # nothing is written before a flush
+    await _flush(log)
+    assert log.stats() == {"buffered": 0, "dropped": 0, "written": 5}
+    entries = await log.read()
+    assert [e.path for e in entries] == ["/0", "/1", "/2", "/3", "/4"]
+    ids = [e.id for e in entries]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert [e.path for e in await log.read(limit=2)] == ["/3", "/4"]            # the newest
+    assert [e.path for e in await log.read(after=ids[1], limit=2)] == ["/2", "/3"]
+    assert [e.path for e in await log.read(after=ids[4])] == []
+    assert [e.path for e in await log.read(app=OTHER)] == ["/1", "/3"]
+    assert [e.path for e in await log.read(app=APP, after=ids[0])] == ["/2", "/4"]
+    first = entries[0]
+    assert first.to_json() == {"id": ids[0], "ts": first.ts, "app": APP,
+                               "request_id": "req-1", "method": "GET", "host": "good.test",
+                               "path": "/0", "status": 200, "bytes_out": 3, "bytes_in": 10,
+                               "duration_ms": 1.5, "error": None, "cached": False}
+
+
+async def test_wait_returns_once_a_newer_entry_is_written(db: Database) -> None:
+    log = NetLog(db, op_timeout_s=10, flush_interval_s=3600)
+    log.record(_entry(path="/old"))
+    await _flush(log)
+    (old,) = await log.read()
+    returned = trio.Event()
+
+    async def follower() -> None:
+        await log.wait(old.id, timeout_s=60)
+        returned.set()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(log.run)
+            nursery.start_soon(follower)
+            log.record(_entry(path="/ok"))      # a success waits for the flush interval
+            await trio.testing.wait_all_tasks_blocked()
+            assert not returned.is_set()
+            log.record(_entry(path="/failed", error="net_timeout", status=None))
+            await returned.wait()               # an error is written at once
+            nursery.cancel_scope.cancel()
+    assert [e.path for e in await log.read(after=old.id)] == ["/ok", "/failed"]
+    with trio.fail_after(10):
+        await log.wait(old.id, timeout_s=60)    # already there: at once
+
+
+async def test_wait_times_out_without_a_newer_entry(db: Database,
+                                                    autojump_clock: trio.abc.Clock) -> None:
+    log = NetLog(db, op_timeout_s=10)
+    started = trio.current_time()
+    await log.wait(0, timeout_s=30)
+    assert trio.current_time() - started == pytest.approx(30)
+    started = trio.current_time()
+    await log.wait(-1, timeout_s=30)            # id 0 is newer than -1
+    assert trio.current_time() == started
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(log.wait, 0, 3600)
+        await trio.testing.wait_all_tasks_blocked()
+        log.release_waiters()
+    assert trio.current_time() - started < 1
+    await log.wait(0, timeout_s=3600)           # released: later waits return at once too
+    assert trio.current_time() - started < 1
+
+
+async def test_delete_app_removes_written_and_buffered_entries(db: Database) -> None:
+    log = NetLog(db, op_timeout_s=10)
+    log.record(_entry(APP, path="/a1"))
+    log.record(_entry(OTHER, path="/b1"))
+    await _flush(log)
+    log.record(_entry(APP, path="/a2"))
+    log.record(_entry(OTHER, path="/b2"))
+    await log.delete_app(APP)
+    assert log.stats()["buffered"] == 1
+    await _flush(log)
+    assert [(e.app, e.path) for e in await log.read()] == [(OTHER, "/b1"), (OTHER, "/b2")]
+
+
+async def test_prune_keeps_the_newest_entries_every_prune_every(db: Database) -> None:
+    log = NetLog(db, op_timeout_s=10, keep=5)
+    for i in range(PRUNE_EVERY - 1):
+        log.record(_entry(path=f"/{i}"))
+    await _flush(log)
+    assert len(await log.read(limit=PRUNE_EVERY * 2)) == PRUNE_EVERY - 1   # not yet
+    log.record(_entry(path="/last"))
+    await _flush(log)
+    kept = await log.read(limit=PRUNE_EVERY * 2)
+    assert [e.path for e in kept] == [f"/{i}" for i in range(PRUNE_EVERY - 5, PRUNE_EVERY - 1)] \
+        + ["/last"]
+    log.record(_entry(path="/next"))            # the count starts again after a prune
+    await _flush(log)
+    assert len(await log.read(limit=PRUNE_EVERY * 2)) == 6
+
+
+async def test_entries_past_the_buffer_are_dropped_and_counted(db: Database) -> None:
+    log = NetLog(db, op_timeout_s=10, max_buffer=2)
+    for i in range(4):
+        log.record(_entry(path=f"/{i}"))
+    assert log.stats() == {"buffered": 2, "dropped": 2, "written": 0}
+    await _flush(log)
+    assert [e.path for e in await log.read()] == ["/0", "/1"]
+
+
+# == NetProvider.fetch against a real server ================================================
+
+
+@dataclass
+class Upstream:
+    """A local HTTP server answering for good.test and other.test; it records what it saw."""
+
+    port: int = 0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    active: int = 0
+    peak: int = 0
+    release: trio.Event = field(default_factory=trio.Event)
+    arrivals: tuple[trio.MemorySendChannel[str], trio.MemoryReceiveChannel[str]] = \
+        field(default_factory=lambda: trio.open_memory_channel[str](math.inf))
+
+
+def make_app(up: Upstream) -> Callable[..., Any]:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = message["type"].split(".")[-1]
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        path, query = scope["path"], scope["query_string"].decode("latin-1")
+        seen = {"method": scope["method"], "host": headers.get("host", "").split(":")[0],
+                "path": path, "query": query, "headers": headers,
+                "body": body.decode("latin-1")}
+        up.requests.append(seen)
+        status, extra = 200, []
+        if path == "/block":
+            up.active += 1
+            up.peak = max(up.peak, up.active)
+            up.arrivals[0].send_nowait(path)
+            try:
+                await up.release.wait()
+            finally:
+                up.active -= 1
+        elif path == "/slow":
+            await trio.sleep_forever()
+        elif path == "/cross":
+            status, extra = 302, [(b"location", f"http://other.test:{up.port}/echo".encode())]
+        elif path == "/keep-query":      # as a server adding a trailing slash would
+            status, extra = 301, [(b"location", b"/echo?" + scope["query_string"])]
+        elif path == "/nostore":
+            extra = [(b"cache-control", b"no-store")]
+        elif path == "/missing":
+            status = 404
+        extra += [(b"x-echo-auth", headers.get("authorization", "").encode("latin-1")),
+                  (b"x-echo-key", headers.get("x-api-key", "").encode("latin-1")),
+                  (b"x-echo-query", scope["query_string"])]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), *extra]})
+        await send({"type": "http.response.body", "body": orjson.dumps(seen)})
+
+    return app
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Net:
+    upstream: Upstream
+    egress: Egress
+    policy: NetPolicy
+    log: NetLog
+    clock: FakeClock
+    provider: NetProvider
+
+    def url(self, path: str = "/echo", host: str = "good.test") -> str:
+        return f"http://{host}:{self.upstream.port}{path}"
+
+    def request(self, *, allow: list[str] | None = None, secrets: tuple[str, ...] = (),
+                timeout_ms: int | None = None) -> NetRequest:
+        port = self.upstream.port
+        section: dict[str, Any] = {
+            "allow": allow or [f"http://good.test:{port}", f"http://other.test:{port}"],
+            "secrets": list(secrets)}
+        if timeout_ms is not None:
+            section["timeoutMs"] = timeout_ms
+        request = parse_capabilities({"net": section}).get("net")
+        assert isinstance(request, NetRequest)
+        return request
+
+    def limit(self, limits: NetLimits) -> None:
+        self.provider = NetProvider(self.egress, self.policy, self.log, limits=limits,
+                                    clock=self.clock)
+
+    async def fetch(self, url: str, options: dict[str, Any] | None = None, *,
+                    body: Any = None, request: NetRequest | None = None,
+                    local: dict[str, Any] | None = None, app: str = APP,
+                    policy: BudgetPolicy | None = None) -> Binary:
+        args: list[Any] = [url]
+        if options is not None or body is not None:
+            args.append(options)
+        if body is not None:
+            args.append(body)
+        call = Call(app=app, budget=Budget.start(policy or BudgetPolicy()),
+                    requested=request or self.request(), request_id="req-1",
+                    local={} if local is None else local)
+        result = await self.provider.provider().methods["fetch"](call, args)
+        assert isinstance(result, Binary)
+        return result
+
+
+def echoed(result: Binary) -> dict[str, Any]:
+    data: dict[str, Any] = orjson.loads(result.data)
+    return data
+
+
+@pytest.fixture
+async def net(nursery: trio.Nursery, db: Database) -> AsyncIterator[Net]:
+    upstream = Upstream()
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    binds = await nursery.start(serve, make_app(upstream), config)
+    upstream.port = int(binds[0].rsplit(":", 1)[1])
+    egress = Egress(resolver=StaticResolver({name: ["127.0.0.1"] for name in LOCAL_NAMES}),
+                    permit=lambda host, a: host in LOCAL_NAMES and str(a) == "127.0.0.1")
+    policy = NetPolicy(db, op_timeout_s=10)
+    await policy.load()
+    log = NetLog(db, op_timeout_s=10, flush_interval_s=3600)
+    clock = FakeClock()
+    try:
+        yield Net(upstream, egress, policy, log, clock,
+                  NetProvider(egress, policy, log, clock=clock))
+    finally:
+        await egress.aclose()
+
+
+async def test_fetch_returns_status_headers_url_and_body(net: Net) -> None:
+    result = await net.fetch(net.url("/echo?x=1&y=%C3%BC"),
+                             {"headers": {"Accept": "application/json", "X-Num": 5,
+                                          "X-Float": 1.5}})
+    assert result.value == {
+        "status": 200, "ok": True, "url": net.url("/echo?x=1&y=%C3%BC"), "redirected": False,
+        "cached": False,
+        "headers": {"content-type": "application/json", "x-echo-auth": "",
+                    "x-echo-key": "", "x-echo-query": "x=1&y=%C3%BC",
+                    "date": result.value["headers"]["date"],
+                    "server": result.value["headers"]["server"]}}
+    seen = echoed(result)
+    assert seen == net.upstream.requests[-1]
+    assert (seen["method"], seen["host"], seen["path"], seen["query"]) == \
+        ("GET", "good.test", "/echo", "x=1&y=%C3%BC")
+    assert (seen["headers"]["accept"], seen["headers"]["x-num"], seen["headers"]["x-float"]) \
+        == ("application/json", "5", "1.5")
+    missing = await net.fetch(net.url("/missing"), {"method": "delete"})
+    assert (missing.value["status"], missing.value["ok"]) == (404, False)
+    assert echoed(missing)["method"] == "DELETE"
+
+
+async def test_bodies_json_and_content_types(net: Net) -> None:
+    sent = echoed(await net.fetch(net.url(), {"method": "POST", "json": {"a": [1, "ü"]}}))
+    assert (sent["headers"]["content-type"], sent["body"]) == \
+        ("application/json", '{"a":[1,"ü"]}'.encode().decode("latin-1"))
+    own = echoed(await net.fetch(net.url(), {"method": "PATCH", "json": {"a": 1},
+                                             "headers": {"Content-Type": "application/x"}}))
+    assert (own["headers"]["content-type"], own["body"]) == ("application/x", '{"a":1}')
+    text = echoed(await net.fetch(net.url(), {"method": "PUT", "body": "hé"}))
+    assert (text["headers"]["content-type"], text["body"]) == \
+        ("text/plain;charset=UTF-8", "hé".encode().decode("latin-1"))
+    raw = echoed(await net.fetch(net.url(), {"method": "POST"}, body=b"\x00\xff"))
+    assert raw["body"] == "\x00\xff" and "content-type" not in raw["headers"]
+    pairs = echoed(await net.fetch(net.url(), {"headers": [["X-A", "1"], ["X-B", 2]]}))
+    assert (pairs["headers"]["x-a"], pairs["headers"]["x-b"]) == ("1", "2")
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"headers": {"Host": "evil.test"}}, "set by fazt"),
+    ({"headers": {"content-length": "5"}}, "set by fazt"),
+    ({"headers": {"Transfer-Encoding": "chunked"}}, "set by fazt"),
+    ({"headers": {"X-A": "a\r\nX-B: b"}}, "without line breaks"),
+    ({"headers": {"X-A": "a\nb"}}, "without line breaks"),
+    ({"headers": {"X-A": "a\x00b"}}, "without line breaks"),
+    ({"headers": {"X-A": "€"}}, "Latin-1"),
+    ({"headers": {"X-A": True}}, "must be a string"),
+    ({"headers": {"X-A": {"b": 1}}}, "must be a string"),
+    ({"headers": {"bad name": "x"}}, "not a valid header name"),
+    ({"headers": {"X-A\r\n": "x"}}, "not a valid header name"),
+    ({"headers": {"": "x"}}, "not a valid header name"),
+    ({"headers": "X-A: 1"}, "headers must be an object"),
+    ({"headers": [["X-A"]]}, "headers must be an object"),
+    ({"headers": {f"X-{i}": "v" for i in range(101)}}, "at most 100 headers"),
+    ({"headers": {"X-A": "v" * 17_000}}, "over 16384 bytes"),
+    ({"body": "x"}, "a GET request cannot have a body"),
+    ({"method": "HEAD", "json": {}}, "a HEAD request cannot have a body"),
+    ({"method": "POST", "json": 1, "body": "x"}, "body or json, not both"),
+    ({"method": "POST", "body": 5}, "body must be a string or bytes"),
+    ({"method": "POST", "json": {1j}}, "json cannot be sent"),
+    ({"method": "TRACE"}, "method must be one of"),
+    ({"method": 5}, "method must be one of"),
+    ({"timeoutMs": 0}, "timeoutMs must be a whole number"),
+    ({"timeoutMs": 1.5}, "timeoutMs must be a whole number"),
+    ({"timeoutMs": MAX_NET_TIMEOUT_MS + 1}, "timeoutMs must be a whole number"),
+    ({"secret": 5}, "secret must be the name"),
+    ({"cookies": {}}, "unknown option 'cookies'"),
+])
+async def test_bad_options_are_refused_before_any_connection(net: Net, options: dict[str, Any],
+                                                             message: str) -> None:
+    with pytest.raises(CapabilityError, match=_re(message)):
+        await net.fetch(net.url(), options)
+    assert net.egress.backend.connects == 0 and net.upstream.requests == []
+
+
+async def test_arguments_and_urls_are_checked(net: Net) -> None:
+    provider = net.provider.provider()
+    call = Call(app=APP, budget=Budget.start(BudgetPolicy()), requested=net.request())
+    with pytest.raises(CapabilityError, match="takes 1 to 3 arguments"):
+        await provider.methods["fetch"](call, [])
+    with pytest.raises(CapabilityError, match="options must be an object"):
+        await provider.methods["fetch"](call, [net.url(), "GET"])
+    for url in ("ftp://good.test/", "http://user:pw@good.test/", "good.test/x", 5,
+                "http://127.1/"):
+        with pytest.raises(NetBadUrl):
+            await net.fetch(url)            # type: ignore[arg-type]
+    assert net.egress.backend.connects == 0
+
+
+@pytest.mark.parametrize("url", [
+    "http://evil.test/",                    # not in the manifest
+    "https://good.test:{port}/",            # the scheme the manifest names is http
+    "http://good.test/",                    # port 80, not the test port
+    "http://good.test:{other}/",
+    "http://127.0.0.1:{port}/",
+    "http://sub.good.test:{port}/",         # an exact entry covers no subdomain
+])
+async def test_the_allowlist_refuses_before_any_connection(net: Net, url: str) -> None:
+    url = url.format(port=net.upstream.port, other=net.upstream.port + 1)
+    with pytest.raises(NetDenied, match="capabilities"):
+        await net.fetch(url)
+    assert net.egress.backend.connects == 0 and net.upstream.requests == []
+
+
+async def test_a_redirect_outside_the_allowlist_is_not_followed(net: Net) -> None:
+    request = net.request(allow=[f"http://good.test:{net.upstream.port}"])
+    with pytest.raises(NetDenied, match=_re("a redirect to http://other.test")):
+        await net.fetch(net.url("/cross"), request=request)
+    assert [r["host"] for r in net.upstream.requests] == ["good.test"]
+    followed = await net.fetch(net.url("/cross"))
+    assert (followed.value["redirected"], followed.value["url"]) == \
+        (True, net.url("/echo", host="other.test"))
+    assert echoed(followed)["host"] == "other.test"
+
+
+async def test_operator_rules_narrow_the_manifest_once_they_apply(net: Net) -> None:
+    await net.fetch(net.url())                          # no rules: the manifest decides
+    await net.policy.allow("other.test", app=OTHER)     # another app's rule
+    await net.fetch(net.url())
+    await net.policy.allow("other.test")                # a rule for every app
+    with pytest.raises(NetDenied, match="server's net rules"):
+        await net.fetch(net.url())
+    await net.fetch(net.url(host="other.test"))
+    await net.policy.allow("good.test", app=APP)
+    await net.fetch(net.url())
+    with pytest.raises(NetDenied, match="capabilities"):   # a rule does not widen the manifest
+        await net.fetch(f"http://good.test:{net.upstream.port + 1}/")
+    assert [r["host"] for r in net.upstream.requests] == \
+        ["good.test", "good.test", "other.test", "good.test"]
+
+
+async def test_without_an_allow_list_only_the_operators_rules_decide(net: Net) -> None:
+    await net.policy.set_secret("ANY_NAME", SECRET, inject="bearer", app=APP)
+    compat = NetRequest(allow=None, every_secret=True)
+    with pytest.raises(NetDenied, match="server's net rules"):
+        await net.fetch(net.url(), request=compat)
+    assert net.egress.backend.connects == 0
+    await net.policy.allow("good.test")
+    result = await net.fetch(net.url(), {"secret": "ANY_NAME"}, request=compat)
+    assert net.upstream.requests[-1]["headers"]["authorization"] == f"Bearer {SECRET}"
+    assert SECRET.encode() not in result.data
+
+
+async def test_a_request_makes_at_most_max_calls(net: Net) -> None:
+    net.limit(NetLimits(max_calls=2))
+    local: dict[str, Any] = {}
+    with pytest.raises(NetDenied):                      # refused calls are not counted
+        await net.fetch("http://evil.test/", local=local)
+    for _ in range(2):
+        await net.fetch(net.url(), local=local)
+    with pytest.raises(NetTooManyCalls, match="at most 2 calls"):
+        await net.fetch(net.url(), local=local)
+    assert len(net.upstream.requests) == 2
+    await net.fetch(net.url(), local={})                # another request starts again
+    assert len(net.upstream.requests) == 3
+
+
+async def test_at_most_max_concurrent_calls_of_one_request_run_at_once(net: Net) -> None:
+    net.limit(NetLimits(max_concurrent=2))
+    local: dict[str, Any] = {}
+    statuses: list[int] = []
+
+    async def one() -> None:
+        statuses.append((await net.fetch(net.url("/block"), local=local)).value["status"])
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(one)
+            for _ in range(2):
+                await net.upstream.arrivals[1].receive()
+            await trio.testing.wait_all_tasks_blocked()
+            assert net.upstream.active == 2
+            assert local["net"].slots.statistics().tasks_waiting == 2
+            assert net.provider.in_flight == 2
+            net.upstream.release.set()
+    assert statuses == [200] * 4 and len(net.upstream.requests) == 4
+    assert net.upstream.peak == 2 and net.provider.in_flight == 0
+
+
+async def test_the_server_wide_in_flight_cap_spans_requests(net: Net) -> None:
+    net.limit(NetLimits(max_in_flight=1))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(net.fetch, net.url("/block"))    # each its own request
+            await net.upstream.arrivals[1].receive()
+            await trio.testing.wait_all_tasks_blocked()
+            assert (net.upstream.active, net.provider.in_flight) == (1, 1)
+            net.upstream.release.set()
+    assert net.upstream.peak == 1 and len(net.upstream.requests) == 3
+
+
+async def test_calls_are_rate_limited_per_app_and_host(net: Net) -> None:
+    net.limit(NetLimits(rate_per_s=1.0, burst=2))
+    for _ in range(2):
+        await net.fetch(net.url())
+    with pytest.raises(NetRateLimited, match="1 per second"):
+        await net.fetch(net.url())
+    assert len(net.upstream.requests) == 2
+    await net.fetch(net.url(host="other.test"))         # another host: its own bucket
+    await net.fetch(net.url(), app=OTHER)               # another app: its own bucket
+    net.clock.now += 1.0
+    await net.fetch(net.url())
+    with pytest.raises(NetRateLimited):
+        await net.fetch(net.url())
+    assert len(net.upstream.requests) == 5
+    net.provider.forget_app(APP)                        # a removed app's buckets go
+    await net.fetch(net.url())
+    assert len(net.upstream.requests) == 6
+
+
+async def test_a_rules_rate_replaces_the_default(net: Net) -> None:
+    net.limit(NetLimits(rate_per_s=1.0, burst=1))
+    await net.policy.allow("good.test", rate_per_s=0)   # 0: no limit
+    await net.policy.allow("other.test", rate_per_s=1, burst=3)
+    for _ in range(5):
+        await net.fetch(net.url())
+    for _ in range(3):
+        await net.fetch(net.url(host="other.test"))
+    with pytest.raises(NetRateLimited, match="burst 3"):
+        await net.fetch(net.url(host="other.test"))
+    assert len(net.upstream.requests) == 8
+
+
+async def test_a_rule_with_a_cache_ttl_answers_repeated_gets_from_the_cache(net: Net) -> None:
+    await net.policy.allow("good.test", cache_ttl_s=60)
+    await net.policy.allow("other.test")
+    first = await net.fetch(net.url("/echo?a=1"))
+    second = await net.fetch(net.url("/echo?a=1"))
+    assert (first.value["cached"], second.value["cached"]) == (False, True)
+    assert second.data == first.data and len(net.upstream.requests) == 1
+    await net.fetch(net.url("/echo?a=2"))               # another URL
+    await net.fetch(net.url("/echo?a=1"), app=OTHER)    # another app
+    assert len(net.upstream.requests) == 3
+    net.clock.now += 60
+    third = await net.fetch(net.url("/echo?a=1"))
+    assert third.value["cached"] is False and len(net.upstream.requests) == 4
+    stats = net.provider.cache.stats()
+    assert (stats["hits"], stats["misses"]) == ({"good.test": 1}, {"good.test": 4})
+
+
+@pytest.mark.parametrize(("path", "options", "with_secret"), [
+    ("/echo", {"method": "POST", "body": "x"}, False),
+    ("/nostore", {}, False),
+    ("/missing", {}, False),
+    ("/echo", {"secret": "TOKEN"}, True),
+    ("/echo", {}, None),                    # no cache_ttl_s on the rule
+])
+async def test_what_is_not_cached(net: Net, path: str, options: dict[str, Any],
+                                  with_secret: bool | None) -> None:
+    await net.policy.allow("good.test", cache_ttl_s=None if with_secret is None else 60)
+    await net.policy.set_secret("TOKEN", SECRET, inject="bearer")
+    request = net.request(secrets=("TOKEN",))
+    for _ in range(2):
+        result = await net.fetch(net.url(path), options, request=request)
+        assert result.value["cached"] is False
+    assert len(net.upstream.requests) == 2
+
+
+@pytest.mark.parametrize(("inject", "echo_header"), [
+    ("bearer", "x-echo-auth"), ("header:X-Api-Key", "x-echo-key"),
+    ("query:api_key", "x-echo-query")])
+async def test_a_secret_is_injected_as_its_kind_says_and_scrubbed_from_the_answer(
+        net: Net, inject: str, echo_header: str) -> None:
+    await net.policy.set_secret("TOKEN", SECRET, inject=inject, app=APP)
+    result = await net.fetch(net.url("/echo?x=1"),
+                             {"secret": "TOKEN", "headers": {"Authorization": "Bearer own"}},
+                             request=net.request(secrets=("TOKEN",)))
+    seen = net.upstream.requests[-1]
+    if inject == "bearer":              # the secret's header wins over the app's
+        assert seen["headers"]["authorization"] == f"Bearer {SECRET}"
+    elif inject.startswith("header"):
+        assert (seen["headers"]["x-api-key"], seen["headers"]["authorization"]) == \
+            (SECRET, "Bearer own")
+    else:
+        assert urllib.parse.parse_qs(seen["query"]) == {"x": ["1"], "api_key": [SECRET]}
+    # the server echoed it back in its body and a header: the app gets neither
+    assert b"[secret]" in result.data
+    assert not _leaks(result.data.decode("latin-1"))
+    assert "[secret]" in result.value["headers"][echo_header]
+    assert not _leaks(json.dumps(result.value))
+    assert result.value["url"] == net.url("/echo?x=1")
+
+
+async def test_a_secret_is_only_sent_to_its_domain(net: Net) -> None:
+    await net.policy.set_secret("TOKEN", SECRET, inject="bearer", domain="other.test")
+    request = net.request(secrets=("TOKEN",))
+    with pytest.raises(NetDenied, match=_re("only sent to other.test, not good.test")):
+        await net.fetch(net.url(), {"secret": "TOKEN"}, request=request)
+    assert net.egress.backend.connects == 0 and net.upstream.requests == []
+    await net.fetch(net.url(host="other.test"), {"secret": "TOKEN"}, request=request)
+    assert net.upstream.requests[-1]["headers"]["authorization"] == f"Bearer {SECRET}"
+
+
+async def test_a_secret_must_be_listed_and_set(net: Net) -> None:
+    await net.policy.set_secret("TOKEN", SECRET, inject="bearer")
+    with pytest.raises(NetDenied, match="does not list the secret 'TOKEN'"):
+        await net.fetch(net.url(), {"secret": "TOKEN"}, request=net.request(secrets=("OTHER",)))
+    with pytest.raises(NetDenied, match="no secret 'UNSET' is set"):
+        await net.fetch(net.url(), {"secret": "UNSET"}, request=net.request(secrets=("UNSET",)))
+    await net.policy.set_secret("OWN", SECRET, inject="bearer", app=OTHER)
+    with pytest.raises(NetDenied, match="no secret 'OWN'"):     # beta's, not alpha's
+        await net.fetch(net.url(), {"secret": "OWN"}, request=net.request(secrets=("OWN",)))
+    assert net.egress.backend.connects == 0
+
+
+@pytest.mark.parametrize("domain", [None, "good.test"])
+@pytest.mark.parametrize("inject", ["bearer", "header:X-Api-Key", "query:api_key"])
+async def test_a_secret_does_not_follow_a_redirect_to_another_origin(
+        net: Net, inject: str, domain: str | None) -> None:
+    await net.policy.set_secret("TOKEN", SECRET, inject=inject, domain=domain)
+    result = await net.fetch(net.url("/cross"), {"secret": "TOKEN"},
+                             request=net.request(secrets=("TOKEN",)))
+    first, second = net.upstream.requests
+    assert (first["host"], second["host"]) == ("good.test", "other.test")
+    assert _leaks(json.dumps(first))            # bound to good.test: sent there
+    assert not _leaks(json.dumps(second))
+    assert result.value["redirected"] is True and not _leaks(result.data.decode("latin-1"))
+
+
+@pytest.mark.xfail(strict=True, reason="net.py _fetch: the result's 'url' (the last hop's URL, "
+                   "FetchResponse.url) is returned unscrubbed; an upstream redirect that keeps "
+                   "the query string (trailing-slash and http->https redirects do) hands a "
+                   "query secret to the app")
+async def test_a_query_secret_kept_by_a_redirect_is_scrubbed_from_the_url(net: Net) -> None:
+    await net.policy.set_secret("TOKEN", SECRET, inject="query:api_key")
+    result = await net.fetch(net.url("/keep-query?x=1"), {"secret": "TOKEN"},
+                             request=net.request(secrets=("TOKEN",)))
+    assert [r["path"] for r in net.upstream.requests] == ["/keep-query", "/echo"]
+    assert not _leaks(result.data.decode("latin-1"))
+    assert not _leaks(json.dumps(result.value))
+
+
+@pytest.mark.xfail(strict=True, reason="net.py _headers and "
+                   "_net_policy.py set_secret accept Latin-1 header values (and secret values "
+                   "for bearer/header:NAME), but egress/_client.py _send builds the request with "
+                   "httpx, which encodes str header values as ASCII: the call fails with a raw "
+                   "UnicodeEncodeError (not a FaztError), after the checks, and is not logged")
+@pytest.mark.parametrize("how", ["app header", "secret"])
+async def test_a_latin1_header_value_is_sent_or_refused_cleanly(net: Net, how: str) -> None:
+    value = "tökén-value-1234"
+    options: dict[str, Any] = {"headers": {"X-A": value}}
+    if how == "secret":
+        await net.policy.set_secret("TOKEN", value, inject="header:X-A")
+        options = {"secret": "TOKEN"}
+    try:
+        result = await net.fetch(net.url(), options, request=net.request(secrets=("TOKEN",)))
+    except CapabilityError:             # refusing such values up front would be a fix too
+        assert net.upstream.requests == []
+    else:
+        assert net.upstream.requests[-1]["headers"]["x-a"] == value     # as Latin-1
+        assert result.value["status"] == 200
+    assert net.log.stats()["buffered"] == 1     # logged, either way
+
+
+@pytest.mark.xfail(strict=True, reason="net.py _send: the cache key is (app, URL) only; a GET "
+                   "with the app's own Authorization (or Cookie) header is answered from an "
+                   "entry cached for another one, so one user's upstream answer reaches another "
+                   "user of the same app (RFC 9111 3.5: a shared cache does not reuse answers "
+                   "to requests with Authorization); Vary is not honoured either")
+async def test_the_cache_does_not_reuse_an_answer_across_authorization_headers(
+        net: Net) -> None:
+    await net.policy.allow("good.test", cache_ttl_s=60)
+    await net.fetch(net.url(), {"headers": {"Authorization": "Bearer user-a"}})
+    second = await net.fetch(net.url(), {"headers": {"Authorization": "Bearer user-b"}})
+    assert echoed(second)["headers"]["authorization"] == "Bearer user-b"
+    assert len(net.upstream.requests) == 2
+
+
+@pytest.mark.parametrize("url", [
+    "https://a.example/x", "http://a.example/x", "https://a.example:8443/",
+    "http://a.example:8080/", "https://Bücher.example/", "http://93.184.216.34:81/",
+    pytest.param("https://[2001:db8::1]/", marks=pytest.mark.xfail(
+        strict=True, reason="net.py _check_allowed: for an IPv6 host the refusal suggests "
+        "adding the bare address (\"2001:db8::1\"), which parse_allow_entry refuses (or, for "
+        "an address such as 2001:db8::1:1, misreads as host:port): it should say "
+        "\"[2001:db8::1]\"")),
+])
+async def test_a_refusal_suggests_an_entry_that_would_allow_the_url(net: Net, url: str) -> None:
+    with pytest.raises(NetDenied) as caught:
+        await net.fetch(url)
+    found = re.search(r'add "([^"]+)" to "capabilities"', str(caught.value))
+    assert found is not None
+    assert parse_allow_entry(found.group(1)).matches(parse_url(url))
+    assert net.egress.backend.connects == 0
+
+
+@pytest.mark.parametrize("where", ["option", "manifest"])
+async def test_a_timeout_shorter_than_the_budget_ends_the_call(net: Net, where: str) -> None:
+    options = {"timeoutMs": 200} if where == "option" else {}
+    request = net.request(timeout_ms=5000 if where == "option" else 200)
+    started = trio.current_time()
+    with pytest.raises(NetTimeout):
+        await net.fetch(net.url("/slow"), options, request=request)
+    elapsed = trio.current_time() - started
+    assert 0.2 <= elapsed < 2         # the budget's net phase would allow 4 s
+    assert [r["path"] for r in net.upstream.requests] == ["/slow"]
+
+
+async def test_every_call_is_logged_once_without_its_query_string(net: Net) -> None:
+    await net.policy.set_secret("TOKEN", SECRET, inject="query:api_key")
+    request = net.request(secrets=("TOKEN",))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(net.log.run)
+        ok = await net.fetch(net.url("/echo?q=private-words"), {"secret": "TOKEN"},
+                             request=request)
+        await net.fetch(net.url("/missing?page=2"), {"method": "POST", "body": "abc"},
+                        request=request)
+        with pytest.raises(NetDenied):
+            await net.fetch("http://evil.test/x?y=private-words", request=request)
+        with pytest.raises(CapabilityError):
+            await net.fetch(net.url("/echo?z=1"), {"method": "TRACE"}, request=request)
+        nursery.cancel_scope.cancel()
+    entries = await net.log.read()
+    assert [(e.app, e.request_id, e.method, e.host, e.path, e.status, e.error)
+            for e in entries] == [
+        (APP, "req-1", "GET", "good.test", "/echo", 200, None),
+        (APP, "req-1", "POST", "good.test", "/missing", 404, None),
+        (APP, "req-1", "GET", "evil.test", "/x", None, "net_denied"),
+        (APP, "req-1", "GET", "", "", None, "capability_error")]
+    # what came in (before the echoed secret was cut out of what the app got), and went out
+    raw = orjson.dumps(net.upstream.requests[0])
+    assert (entries[0].bytes_in, entries[1].bytes_out) == (len(raw), 3)
+    assert len(ok.data) != len(raw) and b"[secret]" in ok.data
+    assert all(e.duration_ms >= 0 and not e.cached for e in entries)
+    shown = json.dumps([e.to_json() for e in entries])
+    assert "private-words" not in shown and "page" not in shown and not _leaks(shown)
