@@ -220,7 +220,7 @@ def app_info(name: str, **kwargs: Any) -> None:
     console.print(table)
     if (info.get("current") or {}).get("runtime") == "go":
         console.print("runtime: Go fazt compatibility (manifest without \"capabilities\", "
-                      "api/main.js a Go fazt script): kv, docs, blobs and env are granted",
+                      "api/main.js a Go fazt script): kv, docs, blobs, env and net are granted",
                       highlight=False)
     _print_capabilities(info["capabilities"])
 
@@ -396,7 +396,7 @@ def app_validate(directory: Path) -> None:
     main = sources.get("api/main.js")
     if runtime_of(manifest, None if main is None else main.encode("utf-8")) == "go":
         console.print(f"{directory}: ok ({len(files)} files, {len(sources)} in api/; runtime: "
-                      "Go fazt compatibility, with kv, docs, blobs and env granted: see "
+                      "Go fazt compatibility, with kv, docs, blobs, env and net granted: see "
                       "docs/reference/go-compat.md)", highlight=False)
         return
     caps = manifest.capabilities

@@ -364,7 +364,7 @@ class NetBlockedAddress(NetError):
 
 
 class NetTooManyCalls(NetError):
-    """The request made more fetches, or more at once, than its limits allow."""
+    """The request made more fetches than its limit (net_max_calls) allows."""
 
     code = "net_too_many_calls"
     http_status = 429

@@ -1,7 +1,7 @@
-"""Where an app may send requests: the entries of its manifest's ``net.allow``, and the host
-patterns of the operator's net rules.
+"""Where an app may send requests: the entries of its manifest's ``net.allow`` and of the
+operator's net rules (the same grammar: a call must match an entry of each).
 
-A manifest entry names a host and, optionally, a scheme and a port:
+An entry names a host and, optionally, a scheme and a port:
 
     "api.github.com"            https://api.github.com on port 443
     "*.googleapis.com"          https on 443, any host under googleapis.com (not the apex)
@@ -9,9 +9,9 @@ A manifest entry names a host and, optionally, a scheme and a port:
     "api.example.com:8443"      https on port 8443
 
 HTTPS on 443 unless the entry says otherwise: plain HTTP and other ports must each be asked
-for. A bare ``*``, or a wildcard over a top-level domain (``*.com``), is refused. Hosts are
-normalised as URLs are (lower case, IDNA, no trailing dot), so an entry and a URL are compared
-in the same form.
+for. A bare ``*``, or a wildcard over a top-level domain (``*.com``), is refused; an IPv6
+address is written in brackets (``[2001:db8::1]:8443``). Hosts are normalised as URLs are
+(lower case, IDNA, no trailing dot), so an entry and a URL are compared in the same form.
 """
 
 from __future__ import annotations
@@ -64,9 +64,27 @@ class AllowEntry:
         return target.scheme == self.scheme and target.port == self.port \
             and self.pattern.matches(target.host)
 
+    @property
+    def canonical(self) -> str:
+        """The entry in its shortest form ("api.github.com", "http://example.org:8080")."""
+        return entry_text(self.scheme, str(self.pattern), self.port)
+
+
+def entry_text(scheme: str, host: str, port: int) -> str:
+    """The shortest entry for ``scheme://host:port`` (an IPv6 host in brackets)."""
+    shown = f"[{host}]" if ":" in host else host
+    if port != (443 if scheme == "https" else 80):
+        shown += f":{port}"
+    return shown if scheme == "https" else f"http://{shown}"
+
+
+def entry_for(target: Target) -> str:
+    """The entry that allows exactly ``target``'s scheme, host and port."""
+    return entry_text(target.scheme, target.host, target.port)
+
 
 def parse_host_pattern(text: object) -> HostPattern:
-    """A host or ``*.domain`` (the operator's rules, and the host part of an allow entry)."""
+    """A host or ``*.domain`` (a secret's domain, and the host part of an allow entry)."""
     if not isinstance(text, str) or not text:
         raise BadPattern("must be a host name such as \"api.github.com\" or \"*.example.com\"")
     if len(text) > MAX_ENTRY_CHARS:
@@ -94,6 +112,7 @@ def parse_allow_entry(text: object) -> AllowEntry:
     if len(text) > MAX_ENTRY_CHARS:
         raise BadPattern(f"is over {MAX_ENTRY_CHARS} characters")
     scheme, sep, rest = text.partition("://")
+    scheme = scheme.lower()
     if not sep:
         scheme, rest = "https", text
     elif scheme not in ("http", "https"):
@@ -103,11 +122,13 @@ def parse_allow_entry(text: object) -> AllowEntry:
     if rest.startswith("["):                          # [v6]:port
         close = rest.find("]")
         host, tail = rest[1:close], rest[close + 1:]
-        if close < 0 or (tail and not tail.startswith(":")):
-            raise BadPattern("an IPv6 address is written in brackets: \"[2001:db8::1]:8443\"")
+        if close < 0 or (tail and not tail.startswith(":")) or not _is_ipv6(host):
+            raise BadPattern("brackets hold an IPv6 address: \"[2001:db8::1]:8443\"")
         port = tail[1:] if tail else None
+    elif rest.count(":") > 1:
+        raise BadPattern("an IPv6 address is written in brackets: \"[2001:db8::1]:8443\"")
     elif ":" in rest:
-        host, port = rest.rsplit(":", 1)
+        host, port = rest.split(":", 1)
     pattern = parse_host_pattern(host)
     default = 443 if scheme == "https" else 80
     if port is None:

@@ -212,7 +212,10 @@ def _env(key: str, value: Any) -> EnvRequest:
 
 
 def _net(key: str, value: Any) -> NetRequest:
-    _no_unknown_keys(key, _object(key, value), ("allow", "secrets", "timeoutMs"))
+    if not isinstance(value, dict):
+        raise _invalid(key, "must be an object such as {\"allow\": [\"api.example.com\"]}",
+                       value)
+    _no_unknown_keys(key, value, ("allow", "secrets", "timeoutMs"))
     raw = value.get("allow")
     if not isinstance(raw, list) or not raw:
         raise _invalid(f"{key}.allow", "must be a non-empty list of hosts the app may fetch, "
@@ -220,12 +223,15 @@ def _net(key: str, value: Any) -> NetRequest:
     if len(raw) > MAX_ALLOW:
         raise InvalidManifest(f"manifest.json: \"{key}.allow\" lists more than {MAX_ALLOW} "
                               "entries")
-    allow = []
+    allow: list[AllowEntry] = []
     for i, text in enumerate(raw):
         try:
-            allow.append(parse_allow_entry(text))
+            entry = parse_allow_entry(text)
         except BadPattern as exc:
             raise _invalid(f"{key}.allow[{i}]", str(exc), text) from None
+        if any(e.canonical == entry.canonical for e in allow):
+            raise _invalid(f"{key}.allow[{i}]", "repeats an earlier entry", text)
+        allow.append(entry)
     secrets = value.get("secrets", [])
     if not isinstance(secrets, list) or len(secrets) > MAX_SECRETS:
         raise _invalid(f"{key}.secrets", f"must be a list of at most {MAX_SECRETS} secret "

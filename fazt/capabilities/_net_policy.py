@@ -4,11 +4,14 @@ cached) and secrets (credentials fazt adds to requests; apps name them, never se
 Both are read on every ``net.fetch``, so they live in memory: loaded at start, replaced after
 each write commits. This store is the only writer of ``net_rules`` and ``net_secrets``.
 
-Rules. ``fazt net allow DOMAIN [--app APP]``: a rule for one app or (no app) for every app.
-An app with no rule may reach whatever its manifest allows; once a rule applies to it, only
-hosts a rule matches (the manifest's request intersected with the operator's policy). The rule
-that decides a host's rate limit and caching is the app's own before a rule for every app, an
-exact host before a wildcard, a longer wildcard before a shorter one.
+Rules. ``fazt net allow ENTRY [--app APP]``: a rule for one app or (no app) for every app. An
+entry is written as a manifest's ``net.allow`` entries are (``api.github.com`` is https on
+443, ``http://example.org:8080``, ``*.example.com``). An app with no rule may reach whatever
+its manifest allows; once a rule applies to it, a call must match an entry of the manifest
+and a rule (the manifest's request intersected with the operator's policy). An app without a
+manifest list (written for the Go fazt) may reach what the rules allow, and nothing without
+one. The rule that decides a call's rate limit and caching is the app's own before a rule for
+every app, an exact host before a wildcard, a longer wildcard before a shorter one.
 
 Secrets. ``fazt secret set NAME [--app APP] --as bearer|header:NAME|query:NAME [--domain D]``:
 an app's own secret of a name shadows one for every app. A secret with a domain is only ever
@@ -26,9 +29,15 @@ from typing import Any
 
 import trio
 
-from fazt.capabilities._allow import BadPattern, HostPattern, parse_host_pattern
+from fazt.capabilities._allow import (
+    AllowEntry,
+    BadPattern,
+    HostPattern,
+    parse_allow_entry,
+    parse_host_pattern,
+)
 from fazt.capabilities._manifest import ENV_NAME
-from fazt.egress import REFUSED_HEADERS
+from fazt.egress import REFUSED_HEADERS, Target
 from fazt.errors import AppNotFound, BadRequest, NotFound, PayloadTooLarge
 from fazt.storage import Database
 
@@ -40,20 +49,20 @@ MAX_BURST = 1_000_000
 MAX_CACHE_TTL_S = 86_400 * 30
 INJECT = ("bearer", "header", "query")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
-_HEADER_SAFE = re.compile(r"[\x20-\x7e\x80-\xff]*")        # no CR, LF, NUL or other controls
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]*")       # visible ASCII and space: no CR, LF, NUL
 
 
 @dataclass(frozen=True, kw_only=True)
 class NetRule:
     app: str | None                 # None: every app
-    pattern: HostPattern
+    entry: AllowEntry
     rate_per_s: float | None = None
     burst: int | None = None
     cache_ttl_s: int | None = None
     created_at: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"app": self.app, "domain": str(self.pattern), "rate_per_s": self.rate_per_s,
+        return {"app": self.app, "domain": self.entry.canonical, "rate_per_s": self.rate_per_s,
                 "burst": self.burst, "cache_ttl_s": self.cache_ttl_s,
                 "created_at": self.created_at}
 
@@ -76,7 +85,8 @@ class Secret:
         """Enough to tell two values apart, not enough to use: the last 4 characters of a
         value of 16 or more."""
         tail = self.value[-4:] if len(self.value) >= 16 else ""
-        return f"****{tail} ({len(self.value)} characters)"
+        count = len(self.value)
+        return f"****{tail} ({count} character{'' if count == 1 else 's'})"
 
     def to_json(self) -> dict[str, Any]:
         return {"app": self.app, "name": self.name, "as": self.shown_as,
@@ -112,14 +122,16 @@ class NetPolicy:
     def restricts(self, app: str) -> bool:
         return any(r.app in (None, app) for r in self._state.rules)
 
-    def rule_for(self, app: str, host: str) -> NetRule | None:
-        """The rule that decides ``host`` for ``app`` (see the module docstring), or None."""
+    def rule_for(self, app: str, target: Target) -> NetRule | None:
+        """The rule that decides a call to ``target`` for ``app`` (see the module docstring),
+        or None when no rule matches it."""
         best: tuple[int, int, int] | None = None
         chosen = None
         for rule in self._state.rules:
-            if rule.app not in (None, app) or not rule.pattern.matches(host):
+            if rule.app not in (None, app) or not rule.entry.matches(target):
                 continue
-            rank = (rule.app is not None, not rule.pattern.wildcard, len(rule.pattern.host))
+            pattern = rule.entry.pattern
+            rank = (rule.app is not None, not pattern.wildcard, len(pattern.host))
             if best is None or rank > best:
                 best, chosen = rank, rule
         return chosen
@@ -141,8 +153,8 @@ class NetPolicy:
     async def allow(self, domain: object, *, app: str | None = None,
                     rate_per_s: float | None = None, burst: int | None = None,
                     cache_ttl_s: int | None = None) -> NetRule:
-        """Add a rule, or replace the one for the same app and domain."""
-        pattern = _pattern(domain)
+        """Add a rule, or replace the one for the same app and entry."""
+        entry = _entry(domain)
         if rate_per_s is not None and (isinstance(rate_per_s, bool)
                                        or not isinstance(rate_per_s, (int, float))
                                        or not 0 <= rate_per_s <= MAX_RATE_PER_S):
@@ -150,17 +162,17 @@ class NetPolicy:
                              f"{MAX_RATE_PER_S:g}, got {rate_per_s!r}")
         _whole("burst", burst, 1, MAX_BURST)
         _whole("cache_ttl_s", cache_ttl_s, 0, MAX_CACHE_TTL_S)
-        rule = NetRule(app=app, pattern=pattern,
+        rule = NetRule(app=app, entry=entry,
                        rate_per_s=None if rate_per_s is None else float(rate_per_s),
                        burst=burst, cache_ttl_s=cache_ttl_s or None, created_at=_now())
 
         def write(conn: Any) -> _State:
             _require_app(conn, app)
             conn.execute("DELETE FROM net_rules WHERE ifnull(app, '') = ? AND domain = ?",
-                         (app or "", str(pattern)))
+                         (app or "", entry.canonical))
             conn.execute("INSERT INTO net_rules (app, domain, rate_per_s, burst, cache_ttl_s, "
                          "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                         (app, str(pattern), rule.rate_per_s, burst, rule.cache_ttl_s,
+                         (app, entry.canonical, rule.rate_per_s, burst, rule.cache_ttl_s,
                           rule.created_at))
             if conn.execute("SELECT count(*) FROM net_rules").fetchone()[0] > MAX_RULES:
                 raise BadRequest(f"there can be at most {MAX_RULES} net rules")
@@ -170,13 +182,13 @@ class NetPolicy:
         return rule
 
     async def remove(self, domain: object, *, app: str | None = None) -> None:
-        pattern = _pattern(domain)
+        entry = _entry(domain)
 
         def write(conn: Any) -> _State:
             gone = conn.execute("DELETE FROM net_rules WHERE ifnull(app, '') = ? AND domain = ? "
-                                "RETURNING 1", (app or "", str(pattern))).fetchall()
+                                "RETURNING 1", (app or "", entry.canonical)).fetchall()
             if not gone:
-                raise NotFound(f"no net rule for {pattern}"
+                raise NotFound(f"no net rule for {entry.canonical}"
                                + (f" and app {app!r}" if app else " for every app"))
             return self._read_all(conn)
 
@@ -202,8 +214,8 @@ class NetPolicy:
         if len(value.encode("utf-8", "surrogatepass")) > MAX_SECRET_BYTES:
             raise PayloadTooLarge(f"the secret's value is over {MAX_SECRET_BYTES} bytes")
         if kind != "query" and not _HEADER_SAFE.fullmatch(value):
-            raise BadRequest("the secret's value has a control character (a line break?): it "
-                             "cannot go in a header")
+            raise BadRequest("a secret sent in a header must be visible ASCII text (no line "
+                             "breaks, control or non-ASCII characters)")
         if kind == "query" and any(c in value for c in "\x00\r\n"):
             raise BadRequest("the secret's value has a control character (a line break?)")
         pattern = None if domain is None else _pattern(domain)
@@ -248,7 +260,7 @@ class NetPolicy:
 
     def _read_all(self, conn: Any) -> _State:
         rules = tuple(
-            NetRule(app=app, pattern=parse_host_pattern(domain), rate_per_s=rate, burst=burst,
+            NetRule(app=app, entry=parse_allow_entry(domain), rate_per_s=rate, burst=burst,
                     cache_ttl_s=ttl, created_at=created)
             for app, domain, rate, burst, ttl, created in conn.execute(
                 "SELECT app, domain, rate_per_s, burst, cache_ttl_s, created_at FROM net_rules "
@@ -277,6 +289,13 @@ def _pattern(domain: object) -> HostPattern:
         return parse_host_pattern(domain)
     except BadPattern as exc:
         raise BadRequest(f"domain {str(domain)[:100]!r} {exc}") from None
+
+
+def _entry(text: object) -> AllowEntry:
+    try:
+        return parse_allow_entry(text)
+    except BadPattern as exc:
+        raise BadRequest(f"{str(text)[:100]!r} {exc}") from None
 
 
 def _secret_name(name: object) -> str:

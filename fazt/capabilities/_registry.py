@@ -25,6 +25,8 @@ from fazt.capabilities._settings import NO_POLICY, AppSettings, Policy
 from fazt.errors import CapabilityError, CapabilityNotGranted
 
 MB = 1024 * 1024
+_EXAMPLE = {"net": '{"allow": ["api.example.com"]}', "env": '["NAME"]'}
+"""What a refusal suggests adding, for capabilities whose entry cannot be {}."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,7 +169,7 @@ class Capabilities:
             if cap not in grant.capabilities or cap not in self._providers:
                 raise CapabilityNotGranted(
                     f"the app's manifest does not grant {cap!r}: add \"capabilities\": "
-                    f"{{\"{cap}\": {{}}}} to manifest.json"
+                    f"{{\"{cap}\": {_EXAMPLE.get(cap, '{}')}}} to manifest.json"
                     if cap not in grant.policy.withheld else
                     f"the server's operator withholds {cap!r} from this app")
             fn = self._providers[cap].methods.get(method)

@@ -5,14 +5,14 @@
     r.status  r.ok  r.headers["content-type"]  r.text()  r.json()  r.bytes()
 
 One call, in order: the arguments are checked; the URL is parsed and normalised (``egress``);
-the host, scheme and port must match the manifest's ``net.allow`` and, once the operator has
-set rules for the app, a rule (``NetPolicy``); a named secret must be listed in the manifest,
-set, and bound to this host; the request's call count (``max_calls``) and the rule's token
-bucket must have room; a cached answer is used if the rule caches; then the request waits for
-one of the request's ``max_concurrent`` slots and goes out through the egress client - SSRF
-guard, redirects re-checked hop by hop with the same allowlist and secret binding - within
-the budget's net phase and ``timeoutMs``, whichever ends first. Every call, refused or not,
-is logged (``NetLog``).
+its scheme, host and port must match an entry of the manifest's ``net.allow`` and, once the
+operator has set rules for the app, of a rule (``NetPolicy``); a named secret must be listed
+in the manifest, set, and bound to this host; the request's call count (``max_calls``) and
+the rule's token bucket must have room; a cached answer is used if the rule caches; then the
+call waits for one of the request's ``max_concurrent`` slots and goes out through the egress
+client - SSRF guard, redirects re-checked hop by hop with the same allowlist and secret
+binding - within the budget's net phase and ``timeoutMs``, whichever ends first. Every call,
+refused or not, is logged (``NetLog``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import orjson
 import trio
 
 from fazt.budget import Phase
+from fazt.capabilities._allow import entry_for
 from fazt.capabilities._manifest import MAX_NET_TIMEOUT_MS, NetRequest
 from fazt.capabilities._net_log import NetCall, NetLog, now_iso_ms
 from fazt.capabilities._net_policy import NetPolicy, NetRule, Secret
@@ -204,8 +205,9 @@ class NetProvider:
         joined: dict[str, str] = {}
         for name, value in headers:
             joined[name] = f"{joined[name]}, {value}" if name in joined else value
+        url = response.url if out.secret is None else _scrub_text(response.url, out.secret)
         return Binary({"status": response.status, "ok": 200 <= response.status <= 299,
-                       "headers": joined, "url": response.url,
+                       "headers": joined, "url": url,
                        "redirected": response.redirects > 0, "cached": cached}, body)
 
     def _outgoing(self, call: Call, method: str, target: Target, given: dict[str, Any],
@@ -232,15 +234,18 @@ class NetProvider:
             raise NetTooManyCalls(f"{LABEL}: a request may make at most {self.limits.max_calls} "
                                   "calls")
         state.made += 1
-        rule = self.policy.rule_for(call.app, out.target.host)
-        self._take_token(call.app, out.target.host, rule)
+        rule = self.policy.rule_for(call.app, out.target)
         key = (call.app, str(out.target.url))
+        # A shared cache must not answer one user with another's credentials' answer (RFC
+        # 9111 section 3.5): requests with a secret, authorization or cookies are not cached.
         cacheable = rule is not None and bool(rule.cache_ttl_s) and out.method == "GET" \
-            and out.secret is None and self.cache.max_bytes > 0
+            and out.secret is None and self.cache.max_bytes > 0 \
+            and not any(n in ("authorization", "cookie") for n, _ in out.headers)
         if cacheable and rule is not None:
-            hit = self.cache.get(key, str(rule.pattern), self._clock())
+            hit = self.cache.get(key, rule.entry.canonical, self._clock())
             if hit is not None:
                 return hit, True
+        self._take_token(call.app, out.target.host, rule)   # what goes out, not cache hits
         request = _net_request(call)
         first = out.target
 
@@ -259,7 +264,7 @@ class NetProvider:
                                                    body=out.body, deadline=deadline,
                                                    prepare=prepare)
         if cacheable and rule is not None and rule.cache_ttl_s and \
-                200 <= response.status <= 299 and not _no_store(response.headers):
+                200 <= response.status <= 299 and _storable(response.headers):
             self.cache.put(key, response, rule.cache_ttl_s, self._clock())
         return response, False
 
@@ -268,16 +273,14 @@ class NetProvider:
     def _check_allowed(self, call: Call, request: NetRequest, target: Target, *,
                        redirect: bool = False) -> None:
         what = ("a redirect to " if redirect else "") + target.origin
+        entry = entry_for(target)
         if request.allow is not None and not any(e.matches(target) for e in request.allow):
-            shown = target.host if target.scheme == "https" else f"http://{target.host}"
-            if target.port != (443 if target.scheme == "https" else 80):
-                shown += f":{target.port}"
-            raise NetDenied(f"{LABEL}: {what} is not allowed: add \"{shown}\" to "
+            raise NetDenied(f"{LABEL}: {what} is not allowed: add \"{entry}\" to "
                             "\"capabilities\".\"net\".\"allow\" in manifest.json")
         if (request.allow is None or self.policy.restricts(call.app)) and \
-                self.policy.rule_for(call.app, target.host) is None:
+                self.policy.rule_for(call.app, target) is None:
             raise NetDenied(f"{LABEL}: {what} is not allowed by the server's net rules "
-                            f"(fazt net allow {target.host} --app {call.app})")
+                            f"(fazt net allow {entry} --app {call.app})")
 
     def _secret(self, call: Call, request: NetRequest, name: Any,
                 target: Target) -> Secret | None:
@@ -303,7 +306,7 @@ class NetProvider:
         if rate <= 0:
             return
         burst = self.limits.burst if rule is None or rule.burst is None else rule.burst
-        scope = host if rule is None else str(rule.pattern)
+        scope = host if rule is None else rule.entry.canonical
         now = self._clock()
         bucket = self._buckets.get((app, scope))
         if bucket is None or bucket.rate != rate or bucket.burst != burst:
@@ -318,7 +321,7 @@ class NetProvider:
         """Log one call: never its query string, headers or body."""
         self.log.record(NetCall(
             ts=now_iso_ms(), app=call.app, request_id=call.request_id, method=method,
-            host="" if target is None else target.host,
+            host="" if target is None else target.origin.split("://", 1)[1],
             path="" if target is None else target.path,
             status=None if response is None else response.status,
             bytes_out=0 if out is None else len(out.body),
@@ -362,10 +365,10 @@ def _headers(value: Any) -> Headers:
             raw = str(int(raw)) if float(raw).is_integer() else str(raw)
         if not isinstance(name, str) or not name or not set(name) <= _TOKEN:
             raise CapabilityError(f"{LABEL}: {str(name)[:64]!r} is not a valid header name")
-        if not isinstance(raw, str) or any(c in raw for c in "\r\n\x00") or \
-                any(ord(c) > 0xFF for c in raw):
+        if not isinstance(raw, str) or not all(c == "\t" or " " <= c <= "~" for c in raw):
             raise CapabilityError(f"{LABEL}: the value of header {name!r} must be a string of "
-                                  "Latin-1 text without line breaks")
+                                  "visible ASCII text (no line breaks, control or non-ASCII "
+                                  "characters: encode them, e.g. with encodeURIComponent)")
         if name.lower() in REFUSED_HEADERS:
             raise CapabilityError(f"{LABEL}: the header {name!r} is set by fazt, not the app")
         size += len(name) + len(raw)
@@ -391,7 +394,7 @@ def _body(given: dict[str, Any], hoisted: Any, headers: Headers) -> bytes:
     if body is None:
         return b""
     if isinstance(body, str):
-        if not has_type:
+        if body and not has_type:
             headers.append(("content-type", "text/plain;charset=UTF-8"))
         return body.encode("utf-8", "replace")
     if isinstance(body, (bytes, bytearray, memoryview)):
@@ -405,12 +408,12 @@ def _body(given: dict[str, Any], hoisted: Any, headers: Headers) -> bytes:
 
 def _inject(secret: Secret | None, hop: Target, first: Target) -> tuple[httpx.URL, Headers]:
     """The URL and headers of one hop: the secret is added where it is bound (its domain, or
-    the origin the call named), and nowhere else."""
+    the origin the call named), and nowhere else; never over plain http after https."""
     if secret is None:
         return hop.url, []
     bound = secret.domain.matches(hop.host) if secret.domain is not None \
         else hop.origin == first.origin
-    if not bound:
+    if not bound or (hop.scheme == "http" and first.scheme == "https"):
         return hop.url, []
     if secret.inject == "bearer":
         return hop.url, [("authorization", f"Bearer {secret.value}")]
@@ -444,9 +447,17 @@ def _forms(secret: Secret) -> set[str]:
             urllib.parse.quote_plus(secret.value)}
 
 
-def _no_store(headers: Headers) -> bool:
-    return any(n == "cache-control" and ("no-store" in v.lower() or "private" in v.lower())
-               for n, v in headers)
+def _storable(headers: Headers) -> bool:
+    """Not ``no-store`` nor ``private``, and not varying with the request's headers (a Vary
+    other than Accept-Encoding, which fazt sets itself)."""
+    for name, value in headers:
+        lowered = value.lower()
+        if name == "cache-control" and ("no-store" in lowered or "private" in lowered):
+            return False
+        if name == "vary" and any(v.strip() not in ("accept-encoding", "")
+                                  for v in lowered.split(",")):
+            return False
+    return True
 
 
 __all__ = ["NetLimits", "NetProvider", "ResponseCache", "TokenBucket"]

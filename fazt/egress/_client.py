@@ -134,9 +134,13 @@ class Egress:
         send_headers = [("user-agent", self.settings.user_agent),
                         ("accept-encoding", "gzip, deflate")]
         send_headers = [h for h in send_headers if h[0] not in {n for n, _ in headers}] + headers
-        request = self._client.build_request(method, url, headers=send_headers,
-                                             content=body if body or method not in
-                                             ("GET", "HEAD") else None)
+        try:
+            request = self._client.build_request(method, url, headers=send_headers,
+                                                 content=body if body or method not in
+                                                 ("GET", "HEAD") else None)
+        except (UnicodeError, ValueError, httpx.HTTPError) as exc:  # a header httpx refuses
+            raise NetError(f"{method} {url.scheme}://{url.host}: the request cannot be "
+                           f"sent: {_describe(exc)}") from None
         try:
             return await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:

@@ -94,7 +94,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         for address in addresses:
             reason = blocked_reason(address)
             if reason is not None and not (self._permit and self._permit(host, address)):
-                shown = "" if literal is not None else f" resolves to {address},"
+                shown = " is" if literal is not None else f" resolves to {address},"
                 raise NetBlockedAddress(f"{host}{shown} {reason}: only public Internet "
                                         "addresses can be fetched")
         return addresses

@@ -34,11 +34,11 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
                                   cache_ttl_s=body.get("cache_ttl_s"))
         return json_response({"rule": rule.to_json()}, status=201)
 
-    @app.delete("/api/net/rules/<domain>")
-    async def net_remove(domain: str) -> Response:
+    @app.delete("/api/net/rules/<path:entry>")     # an entry may hold "/" (http://...)
+    async def net_remove(entry: str) -> Response:
         app_name = _app(request.args.get("app"))
-        await policy.remove(domain, app=app_name)
-        return json_response({"removed": {"domain": domain, "app": app_name}})
+        await policy.remove(entry, app=app_name)
+        return json_response({"removed": {"domain": entry, "app": app_name}})
 
     @app.get("/api/net/secrets")
     async def net_secrets() -> Response:

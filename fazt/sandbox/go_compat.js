@@ -487,8 +487,8 @@
     if (given.auth !== undefined && given.auth !== null && given.auth !== '') {
       call.secret = given.auth;
     }
-    const body = given.body === undefined || given.body === null ? null : String(given.body);
-    return callSync('net', 'fetch', [url, call, body]);
+    if (given.body !== undefined && given.body !== null) call.body = String(given.body);
+    return callSync('net', 'fetch', [url, call]);
   }
 
   // Every object and function reachable from `value` (proxies excepted: their targets are

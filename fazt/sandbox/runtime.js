@@ -282,6 +282,11 @@
   // net.fetch(url, {body, ...}): the body becomes the call's third argument, so that bytes
   // (and a long string) travel beside the JSON, as blobs.put's data does.
   function netFetchArgs(args) {
+    if (args.length > 2) {
+      const error = new TypeError('net.fetch takes (url, options): put the body in options.body');
+      error.code = 'capability_error';
+      throw error;
+    }
     const options = args[1];
     if (options === null || typeof options !== 'object' || !('body' in options)) return args;
     const rest = Object.assign({}, options);

@@ -802,6 +802,7 @@ def test_app_info_shows_requested_and_granted(server: FaztServer) -> None:
         "withheld": [],
         "policy": {"withheld": [], "quota_mb": {}},
         "usage_bytes": {},
+        "net_rules": [],
     }
     out = cli_ok(server, "app", "info", "info-caps")
     assert "requested" in out and "granted" in out

@@ -335,7 +335,7 @@ if (p === 'unavailable-typeof') {
   return respond({ auth: typeof fazt.auth, net: typeof fazt.net, media: typeof fazt.app.media,
                    json: JSON.stringify({ a: fazt.auth, n: fazt.net }) });
 }
-if (p === 'uncaught-unavailable') return fazt.net.fetch('http://127.0.0.1/');
+if (p === 'uncaught-unavailable') return fazt.auth.getUser();
 if (p === 'require') {
   var a = require('./util.js');
   var b = require('util.js');
@@ -1077,7 +1077,7 @@ def test_fazt_log_and_console_reach_the_app_log(server: FaztServer) -> None:
     assert f"go-log {tag}" in out.stdout and f"go-console {tag}" in out.stdout
 
 
-@pytest.mark.parametrize("name", ["fazt.auth.getUser", "fazt.net.fetch", "fazt.realtime.broadcast",
+@pytest.mark.parametrize("name", ["fazt.auth.getUser", "fazt.realtime.broadcast",
                                   "fazt.worker.spawn", "fazt.private.read", "fazt.image.resize",
                                   "fazt.app.media.serve"])
 def test_unavailable_namespaces_throw_naming_themselves(server: FaztServer, name: str) -> None:
@@ -1099,7 +1099,7 @@ def test_an_uncaught_unavailable_call_is_a_js_error_logged(server: FaztServer) -
              headers={"x-request-id": request_id})
     assert error_code(r, 500) == "js_error"
     line = wait_for_log(server, "misc", request_id, lambda x: x["level"] == "error")
-    assert "fazt.net.fetch is not available in fazt's Go compatibility mode" in line["message"]
+    assert "fazt.auth.getUser is not available in fazt's Go compatibility mode" in line["message"]
     assert "api/main.js:" in line["message"]
 
 
@@ -1136,7 +1136,8 @@ def test_require_of_a_missing_module_is_a_js_error(server: FaztServer) -> None:
 def test_admin_view_shows_the_go_runtime_and_its_grant(server: FaztServer) -> None:
     info = app_info(server, "kb")
     assert info["current"]["runtime"] == "go" and info["manifest"] is None
-    assert info["capabilities"]["requested"] == {"kv": {}, "docs": {}, "blobs": {}, "env": "*"}
+    assert info["capabilities"]["requested"] == {"kv": {}, "docs": {}, "blobs": {}, "env": "*",
+                                                 "net": {"allow": "operator", "secrets": "*"}}
     todos = app_info(server, "todos")
     assert todos["current"]["runtime"] == "go"          # a manifest without "capabilities"
     assert app_info(server, "modern")["current"]["runtime"] == "fazt"
