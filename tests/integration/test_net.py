@@ -710,3 +710,36 @@ def test_app_info_shows_the_net_request_and_the_rules(server: FaztServer,
         assert [r["domain"] for r in granted["net_rules"]] == ["*.up.test"]
     finally:
         cli_ok(server, "net", "remove", "*.up.test", "--app", "infoapp")
+
+
+def test_net_log_follow_prints_calls_as_they_happen(server: FaztServer,
+                                                    upstream: Upstream) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.harness import clean_env
+
+    port = upstream.http_port
+    deploy(server, "followed", net_app([f"http://up.test:{port}"]))
+    env = clean_env(FAZT_URL=server.url, FAZT_TOKEN=server.token)
+    proc = subprocess.Popen([sys.executable, "-m", "fazt", "net", "log", "--app", "followed",
+                             "-n", "1", "-f"], env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    watchdog = threading.Timer(60, proc.kill)   # a reader never blocks the suite for long
+    watchdog.start()
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert "following the net calls of followed" in proc.stderr.readline()
+        # a failed call is written at once; the follower's long poll wakes for it
+        refused(server, "followed", f"http://up.test:{port}/big?n=2000000", "net_too_large")
+        line = proc.stdout.readline()
+        assert f"GET up.test:{port}/big net_too_large" in line, line
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in err, err
