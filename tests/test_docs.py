@@ -60,13 +60,17 @@ ROOT = DOCS.parent
 def _admin_routes() -> list[str]:
     """Every ``METHOD /path`` the admin quart app serves, with ``<name>`` written ``{name}``."""
     from fazt.capabilities import AppSettings, Capabilities
+    from fazt.capabilities.net import NetProvider
     from fazt.config import Config
     from fazt.http import AdminContext, create_admin_app
 
     # create_admin_app only stores the context (and reads the config's body limit); the
-    # storage-backed parts are never touched while routes are registered.
+    # storage-backed parts are never touched while routes are registered. The net routes are
+    # registered only when there is a net capability (as `fazt run` always has): its
+    # constructor only stores its parts.
+    net = NetProvider(None, None, None)  # type: ignore[arg-type]
     ctx = AdminContext(config=Config(), db=None, hosting=None, tokens=None,  # type: ignore[arg-type]
-                       logs=None, started_at=0.0,
+                       logs=None, started_at=0.0, net=net,
                        capabilities=Capabilities(settings=AppSettings(None, op_timeout_s=1)))  # type: ignore[arg-type]
     app = create_admin_app(ctx)
     routes = set()
@@ -83,6 +87,8 @@ def test_admin_routes_are_found() -> None:
     routes = _admin_routes()
     assert "GET /api/apps" in routes
     assert "DELETE /api/apps/{name}" in routes
+    assert "POST /api/net/rules" in routes           # the net routes, registered with net
+    assert "DELETE /api/net/rules/{entry}" in routes
 
 
 @pytest.mark.parametrize("route", _admin_routes())
