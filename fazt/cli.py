@@ -536,20 +536,21 @@ def net() -> None:
 
 
 @net.command("allow")
-@click.argument("domain")
+@click.argument("entry")
 @click.option("--app", "app_name", metavar="APP", help="For this app only (default: every app).")
 @click.option("--rate", type=click.FloatRange(0, 100_000), metavar="PER_S",
-              help="Calls per second to the domain, per app (0: no limit; default the "
-              "server's net_rate_per_s).")
+              help="Calls per second to what the entry matches, per app (0: no limit; "
+              "default the server's net_rate_per_s).")
 @click.option("--burst", type=click.IntRange(1, 1_000_000), metavar="N",
               help="Calls allowed at once before the rate applies (default net_rate_burst).")
 @click.option("--cache-ttl", type=click.IntRange(0, 86_400 * 30), metavar="SECONDS",
               help="Cache successful GET answers (without a secret) this long.")
 @_client_options
-def net_allow(domain: str, app_name: str | None, rate: float | None, burst: int | None,
+def net_allow(entry: str, app_name: str | None, rate: float | None, burst: int | None,
               cache_ttl: int | None, **kwargs: Any) -> None:
-    """Allow DOMAIN (a host, or *.example.com for the hosts under it)."""
-    body = {"domain": domain, "app": app_name, "rate_per_s": rate, "burst": burst,
+    """Allow ENTRY, written as a manifest's net.allow entries: api.github.com (https on 443),
+    *.example.com (the hosts under it), http://example.org, api.example.com:8443."""
+    body = {"domain": entry, "app": app_name, "rate_per_s": rate, "burst": burst,
             "cache_ttl_s": cache_ttl}
     rule = _call(kwargs, "POST", "/api/net/rules",
                  json={k: v for k, v in body.items() if v is not None})["rule"]
@@ -557,15 +558,16 @@ def net_allow(domain: str, app_name: str | None, rate: float | None, burst: int 
 
 
 @net.command("remove")
-@click.argument("domain")
+@click.argument("entry")
 @click.option("--app", "app_name", metavar="APP", help="The app's own rule (default: the rule "
               "for every app).")
 @_client_options
-def net_remove(domain: str, app_name: str | None, **kwargs: Any) -> None:
-    """Remove a rule."""
+def net_remove(entry: str, app_name: str | None, **kwargs: Any) -> None:
+    """Remove a rule (ENTRY as it was allowed)."""
     query = f"?{urlencode({'app': app_name})}" if app_name else ""
-    _call(kwargs, "DELETE", f"/api/net/rules/{quote(domain, safe='')}{query}")
-    console.print(f"removed the rule for {domain} ({_whom(app_name)})", highlight=False)
+    removed = _call(kwargs, "DELETE", f"/api/net/rules/{quote(entry, safe='')}{query}")
+    console.print(f"removed the rule for {removed['removed']['domain']} ({_whom(app_name)})",
+                  highlight=False)
 
 
 @net.command("list")

@@ -118,6 +118,8 @@ def parse_allow_entry(text: object) -> AllowEntry:
     elif scheme not in ("http", "https"):
         raise BadPattern(f"only http and https can be allowed, not {scheme!r}")
     rest = rest[:-1] if rest.endswith("/") else rest
+    if any(c in rest for c in "/?#@"):
+        raise BadPattern("an entry is [http://]host[:port], with no path, query or credentials")
     host, port = rest, None
     if rest.startswith("["):                          # [v6]:port
         close = rest.find("]")

@@ -181,7 +181,8 @@ class NetPolicy:
         await self._write(write)
         return rule
 
-    async def remove(self, domain: object, *, app: str | None = None) -> None:
+    async def remove(self, domain: object, *, app: str | None = None) -> str:
+        """Remove a rule; returns its entry's shortest form."""
         entry = _entry(domain)
 
         def write(conn: Any) -> _State:
@@ -193,6 +194,7 @@ class NetPolicy:
             return self._read_all(conn)
 
         await self._write(write)
+        return entry.canonical
 
     # -- secrets -----------------------------------------------------------------------------
 

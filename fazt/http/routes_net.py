@@ -37,8 +37,8 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
     @app.delete("/api/net/rules/<path:entry>")     # an entry may hold "/" (http://...)
     async def net_remove(entry: str) -> Response:
         app_name = _app(request.args.get("app"))
-        await policy.remove(entry, app=app_name)
-        return json_response({"removed": {"domain": entry, "app": app_name}})
+        removed = await policy.remove(entry, app=app_name)
+        return json_response({"removed": {"domain": removed, "app": app_name}})
 
     @app.get("/api/net/secrets")
     async def net_secrets() -> Response:

@@ -557,8 +557,11 @@ def test_rules_intersect_with_the_manifest(server: FaztServer, upstream: Upstrea
     # a rule cannot widen the manifest
     cli_ok(server, "net", "allow", f"http://tls.test:{port}", "--app", "ruled")
     refused(server, "ruled", f"http://tls.test:{port}/echo", "net_denied")
-    for entry in (f"http://up.test:{port}", "other.test", f"http://tls.test:{port}"):
+    for entry in (f"http://up.test:{port}", f"http://tls.test:{port}"):
         cli_ok(server, "net", "remove", entry, "--app", "ruled")
+    # any spelling of an entry names the rule; it is shown in its shortest form
+    removed = cli_ok(server, "net", "remove", "HTTPS://Other.test:443/", "--app", "ruled")
+    assert "removed the rule for other.test (app ruled)" in removed
     assert fetch(server, "ruled", f"http://other.test:{port}/echo")["status"] == 200
 
 
