@@ -215,9 +215,10 @@ class NetPolicy:
             raise BadRequest("the secret's value must be a non-empty string")
         if len(value.encode("utf-8", "surrogatepass")) > MAX_SECRET_BYTES:
             raise PayloadTooLarge(f"the secret's value is over {MAX_SECRET_BYTES} bytes")
-        if kind != "query" and not _HEADER_SAFE.fullmatch(value):
+        if kind != "query" and (not _HEADER_SAFE.fullmatch(value) or value != value.strip()):
             raise BadRequest("a secret sent in a header must be visible ASCII text (no line "
-                             "breaks, control or non-ASCII characters)")
+                             "breaks, control or non-ASCII characters, and no leading or "
+                             "trailing space)")
         if kind == "query" and any(c in value for c in "\x00\r\n"):
             raise BadRequest("the secret's value has a control character (a line break?)")
         pattern = None if domain is None else _pattern(domain)

@@ -252,6 +252,13 @@ class NetProvider:
         def prepare(hop: Target) -> tuple[httpx.URL, Headers]:
             if hop is not first:
                 self._check_allowed(call, request, hop, redirect=True)
+                secret = out.secret
+                if secret is not None and not _bound(secret, hop, first) and \
+                        _scrub_text(str(hop.url), secret) != str(hop.url):
+                    # the upstream's Location carries the secret (a query string kept on a
+                    # redirect) to a hop it is not bound to: not sent
+                    raise NetDenied(f"{LABEL}: a redirect to {hop.origin} would carry the "
+                                    f"secret {secret.name!r} where it is not bound")
             return _inject(out.secret, hop, first)
 
         with call.budget.fail_after(Phase.NET) as scope:
@@ -365,6 +372,8 @@ def _headers(value: Any) -> Headers:
             raw = str(int(raw)) if float(raw).is_integer() else str(raw)
         if not isinstance(name, str) or not name or not set(name) <= _TOKEN:
             raise CapabilityError(f"{LABEL}: {str(name)[:64]!r} is not a valid header name")
+        if isinstance(raw, str):
+            raw = raw.strip(" \t")      # as fetch does: no leading or trailing whitespace
         if not isinstance(raw, str) or not all(c == "\t" or " " <= c <= "~" for c in raw):
             raise CapabilityError(f"{LABEL}: the value of header {name!r} must be a string of "
                                   "visible ASCII text (no line breaks, control or non-ASCII "
@@ -409,11 +418,7 @@ def _body(given: dict[str, Any], hoisted: Any, headers: Headers) -> bytes:
 def _inject(secret: Secret | None, hop: Target, first: Target) -> tuple[httpx.URL, Headers]:
     """The URL and headers of one hop: the secret is added where it is bound (its domain, or
     the origin the call named), and nowhere else; never over plain http after https."""
-    if secret is None:
-        return hop.url, []
-    bound = secret.domain.matches(hop.host) if secret.domain is not None \
-        else hop.origin == first.origin
-    if not bound or (hop.scheme == "http" and first.scheme == "https"):
+    if secret is None or not _bound(secret, hop, first):
         return hop.url, []
     if secret.inject == "bearer":
         return hop.url, [("authorization", f"Bearer {secret.value}")]
@@ -421,6 +426,14 @@ def _inject(secret: Secret | None, hop: Target, first: Target) -> tuple[httpx.UR
     if secret.inject == "header":
         return hop.url, [(secret.param.lower(), secret.value)]
     return hop.url.copy_set_param(secret.param, secret.value), []
+
+
+def _bound(secret: Secret, hop: Target, first: Target) -> bool:
+    """Whether ``secret`` may go to ``hop``: a host of its domain, or (no domain) the origin
+    the call named; never over plain http after https."""
+    bound = secret.domain.matches(hop.host) if secret.domain is not None \
+        else hop.origin == first.origin
+    return bound and not (hop.scheme == "http" and first.scheme == "https")
 
 
 def _scrub(body: bytes, headers: Headers, secret: Secret) -> tuple[bytes, Headers]:
