@@ -328,7 +328,7 @@ class NetProvider:
         """Log one call: never its query string, headers or body."""
         self.log.record(NetCall(
             ts=now_iso_ms(), app=call.app, request_id=call.request_id, method=method,
-            host="" if target is None else target.origin.split("://", 1)[1],
+            host="" if target is None else entry_for(target),   # scheme and port shown as an entry
             path="" if target is None else target.path,
             status=None if response is None else response.status,
             bytes_out=0 if out is None else len(out.body),

@@ -1684,14 +1684,15 @@ async def test_every_call_is_logged_once_without_its_query_string(net: Net) -> N
     port = net.upstream.port
     assert [(e.app, e.request_id, e.method, e.host, e.path, e.status, e.error)
             for e in entries] == [
-        (APP, "req-1", "GET", f"good.test:{port}", "/echo", 200, None),
-        (APP, "req-1", "POST", f"good.test:{port}", "/missing", 404, None),
-        (APP, "req-1", "GET", "evil.test", "/x", None, "net_denied"),
+        (APP, "req-1", "GET", f"http://good.test:{port}", "/echo", 200, None),
+        (APP, "req-1", "POST", f"http://good.test:{port}", "/missing", 404, None),
+        (APP, "req-1", "GET", "http://evil.test", "/x", None, "net_denied"),
         (APP, "req-1", "GET", "", "", None, "capability_error"),
-        # the port when it is not the scheme's default
+        # where the call went, written as an allow entry: http:// when plain, the port when
+        # it is not the scheme's default
         (APP, "req-1", "GET", "evil.test", "/a", None, "net_denied"),
         (APP, "req-1", "GET", "evil.test:80", "/b", None, "net_denied"),
-        (APP, "req-1", "GET", "evil.test:443", "/c", None, "net_denied"),
+        (APP, "req-1", "GET", "http://evil.test:443", "/c", None, "net_denied"),
         (APP, "req-1", "GET", "[2001:db8::1]:8443", "/d", None, "net_denied"),
         (APP, "req-1", "GET", "[2001:db8::1]", "/e", None, "net_denied")]
     # what came in (before the echoed secret was cut out of what the app got), and went out

@@ -630,13 +630,13 @@ def test_every_call_is_logged_without_query_strings(server: FaztServer,
     calls = net_log(server, "logged", wait_for=3)
     assert [(c["method"], c["host"], c["path"], c["status"], c["error"], c["bytes_out"])
             for c in calls] == [
-        ("POST", f"up.test:{port}", "/echo", 200, None, 5),
-        ("GET", f"other.test:{port}", "/nope", None, "net_denied", 0),
-        ("GET", f"up.test:{port}", "/big", None, "net_too_large", 0)]
+        ("POST", f"http://up.test:{port}", "/echo", 200, None, 5),
+        ("GET", f"http://other.test:{port}", "/nope", None, "net_denied", 0),
+        ("GET", f"http://up.test:{port}", "/big", None, "net_too_large", 0)]
     assert all(c["app"] == "logged" and c["request_id"] for c in calls)
     assert "token=abc" not in json.dumps(calls)
     printed = cli_ok(server, "net", "log", "--app", "logged")
-    assert f"up.test:{port}/echo 200" in printed and "net_denied" in printed
+    assert f"POST http://up.test:{port}/echo 200" in printed and "net_denied" in printed
 
 
 # -- the admin API and CLI refuse bad input -----------------------------------------------------
@@ -737,7 +737,7 @@ def test_net_log_follow_prints_calls_as_they_happen(server: FaztServer,
         # a failed call is written at once; the follower's long poll wakes for it
         refused(server, "followed", f"http://up.test:{port}/big?n=2000000", "net_too_large")
         line = proc.stdout.readline()
-        assert f"GET up.test:{port}/big net_too_large" in line, line
+        assert f"GET http://up.test:{port}/big net_too_large" in line, line
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
