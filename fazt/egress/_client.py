@@ -184,8 +184,15 @@ class Egress:
             if decoder is None:
                 piece, pending = pending, b""
             else:
+                if decoder.eof:
+                    # Bytes after the compressed stream's end: zlib would keep them (copying
+                    # them whole at every chunk, uncounted); a body is one stream.
+                    raise NetError("the response has data after the end of its compressed body")
                 piece = decoder.decompress(pending, limit - size + 1)
                 pending = decoder.unconsumed_tail
+                if decoder.eof and decoder.unused_data:
+                    raise NetError("the response has data after the end of its compressed "
+                                   "body")
             size += len(piece)
             if size > limit:
                 raise NetTooLarge(f"the response is over the {limit}-byte limit"

@@ -75,6 +75,17 @@ def make_app(seen: Seen, ports: dict[str, int]) -> Callable[..., Any]:
         elif path == "/gz":
             payload = gzip.compress(b"small and fine")
             extra = [(b"content-encoding", b"gzip")]
+        elif path in ("/gz-trailer", "/gz-glued"):
+            # a small gzip body, then data past its end: glued to it, or 100 more chunks
+            start = gzip.compress(b"small") + (b"\0" * 1000 if path == "/gz-glued" else b"")
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-encoding", b"gzip")]})
+            await send({"type": "http.response.body", "body": start, "more_body": True})
+            for _ in range(100 if path == "/gz-trailer" else 0):
+                await send({"type": "http.response.body", "body": b"\0" * 65536,
+                            "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
         elif path == "/slow":
             await trio.sleep(30)
         elif path == "/cross":
@@ -262,6 +273,14 @@ async def test_a_gzip_bomb_is_cut_at_the_limit_once_decompressed(servers: Server
     small = await fetch(servers, f"http://good.test:{servers.http_port}/gz")
     assert small.body == b"small and fine"
     assert "content-encoding" not in dict(small.headers)
+
+
+@pytest.mark.parametrize("path", ["/gz-trailer", "/gz-glued"])
+async def test_data_after_the_compressed_body_is_refused(servers: Servers, path: str) -> None:
+    """zlib keeps what follows a stream's end in ``unused_data``, uncounted and copied whole
+    at each chunk: an upstream could send without end past a tiny gzip body."""
+    with pytest.raises(NetError, match="data after the end of its compressed body"):
+        await fetch(servers, f"http://good.test:{servers.http_port}{path}")
 
 
 async def test_the_deadline_stops_a_slow_server_and_the_client_stays_usable(
