@@ -43,6 +43,8 @@ def blocked_reason(address: IPAddress) -> str | None:
             return "a scoped IPv6 address"
         if address in _AWS_METADATA_V6:
             return "a cloud metadata address"
+        if address.is_site_local:       # fec0::/10: deprecated, still routed on old networks
+            return "a site-local address"
     else:
         for network, name in _NAMED_V4:
             if address in network:

@@ -16,6 +16,7 @@ test hook that points a name at a local server).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -27,6 +28,8 @@ from fazt.errors import NetBlockedAddress, NetError
 
 from ._address import IPAddress, blocked_reason
 
+log = logging.getLogger("fazt.egress")
+
 MAX_ADDRESSES = 32      # answers considered per lookup (all of them are vetted)
 
 
@@ -37,9 +40,27 @@ class Resolver(Protocol):
 
 
 class SystemResolver:
+    """The system's resolver (getaddrinfo), in threads of its own: a lookup that is given up
+    on (the call's deadline) keeps its thread until glibc times out, and a host whose DNS
+    never answers must not take the threads the rest of the server uses (trio's default
+    limiter: deploys, multipart parsing). At most ``max_threads`` lookups at once."""
+
+    def __init__(self, *, max_threads: int = 16) -> None:
+        self._max_threads = max_threads
+        self._limiter: trio.CapacityLimiter | None = None
+
+    @property
+    def lookups_in_flight(self) -> int:
+        """Lookups running now (abandoned ones included, until the system gives up)."""
+        return 0 if self._limiter is None else int(self._limiter.borrowed_tokens)
+
     async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        if self._limiter is None:
+            self._limiter = trio.CapacityLimiter(self._max_threads)
         try:
-            infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = await trio.to_thread.run_sync(
+                socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM,
+                limiter=self._limiter, abandon_on_cancel=True)
         except (socket.gaierror, UnicodeError) as exc:
             raise NetError(f"could not resolve {host}: {exc}") from None
         return _unique(info[4][0] for info in infos)
@@ -93,10 +114,16 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             raise NetError(f"could not resolve {host}: no addresses")
         for address in addresses:
             reason = blocked_reason(address)
-            if reason is not None and not (self._permit and self._permit(host, address)):
-                shown = " is" if literal is not None else f" resolves to {address},"
-                raise NetBlockedAddress(f"{host}{shown} {reason}: only public Internet "
-                                        "addresses can be fetched")
+            if reason is None or (self._permit and self._permit(host, address)):
+                continue
+            if literal is not None:
+                raise NetBlockedAddress(f"{host} is {reason}: only public Internet addresses "
+                                        "can be fetched")
+            # Which address a name has is not the app's to learn (it would map an internal
+            # network through its errors): the operator's log has it.
+            log.info("refused a connection to %s: it resolves to %s, %s", host, address, reason)
+            raise NetBlockedAddress(f"{host} resolves to {reason.split(' (')[0]}: only public "
+                                    "Internet addresses can be fetched")
         return addresses
 
     # httpcore's signature (its timeout parameter included: ASYNC109)

@@ -10,12 +10,14 @@ internal one" (127.0.0.2, which nothing permits): the internal one must see no c
 from __future__ import annotations
 
 import ipaddress
+import socket
+import threading
 from typing import Any
 
 import pytest
 import trio
 
-from fazt.egress import Egress, GuardedBackend, IPAddress, parse_url
+from fazt.egress import Egress, GuardedBackend, IPAddress, SystemResolver, parse_url
 from fazt.errors import NetBlockedAddress, NetTimeout
 
 PUBLIC = ipaddress.ip_address("127.0.0.1")
@@ -100,3 +102,31 @@ async def test_a_hanging_resolver_is_bounded_by_the_deadline() -> None:
                            prepare=lambda hop: (hop.url, []))
     assert trio.current_time() - started < 0.3 + 0.1
     await egress.aclose()
+
+
+async def test_lookups_given_up_on_keep_to_threads_of_their_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lookup abandoned at its deadline keeps its thread until the system's resolver gives
+    up: a host whose DNS never answers must not take trio's default threads, which deploys
+    and multipart parsing use."""
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def hanging(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and host.endswith(".slow.test"):
+            release.wait(20)
+            raise socket.gaierror("timed out")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    resolver = SystemResolver(max_threads=4)
+    try:
+        for i in range(50):
+            with trio.move_on_after(0.01):
+                await resolver.resolve(f"h{i}.slow.test", 443)
+        assert resolver.lookups_in_flight == 4
+        assert trio.to_thread.current_default_thread_limiter().borrowed_tokens == 0
+        with trio.fail_after(2):
+            assert await trio.to_thread.run_sync(lambda: 42) == 42
+    finally:
+        release.set()
