@@ -247,7 +247,9 @@ class _TestResolver:
 
 def net_limits(config: Config) -> NetLimits:
     return NetLimits(max_calls=config.net_max_calls, max_concurrent=config.net_max_concurrent,
-                     max_in_flight=config.net_max_in_flight, rate_per_s=config.net_rate_per_s,
+                     max_in_flight=config.net_max_in_flight,
+                     max_in_flight_per_app=config.net_max_in_flight_per_app,
+                     rate_per_s=config.net_rate_per_s,
                      burst=config.net_rate_burst, cache_bytes=config.net_cache_bytes)
 
 

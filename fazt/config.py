@@ -86,6 +86,7 @@ class Config:
     net_max_calls: int = _setting(10, low=1, high=1000)
     net_max_concurrent: int = _setting(6, low=1, high=100)
     net_max_in_flight: int = _setting(100, low=1, high=10_000)
+    net_max_in_flight_per_app: int = _setting(30, low=1, high=10_000)
     net_max_request_bytes: int = _setting(1 * MIB, low=1024, high=64 * MIB)
     net_max_response_bytes: int = _setting(1 * MIB, low=1024, high=64 * MIB)
     net_max_redirects: int = _setting(5, low=0, high=5)

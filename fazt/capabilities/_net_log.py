@@ -6,7 +6,8 @@ its query string, status, bytes each way, duration, error code, whether the cach
 
 ``record`` never blocks nor raises (past ``max_buffer`` waiting entries, entries are dropped
 and counted). ``run`` writes the buffer every ``flush_interval_s``, at once when an entry is an
-error, and keeps the newest ``keep`` entries. Entries get their id when written; ``read`` pages
+error, and keeps each app's newest ``keep`` entries (an app making many calls cannot push
+other apps' history out). Entries get their id when written; ``read`` pages
 by id and ``wait`` lets a follower (``fazt net log -f``) sleep until new ones are in.
 """
 
@@ -31,7 +32,8 @@ _INSERT = (f"INSERT INTO net_log ({', '.join(_COLUMNS)}) "  # noqa: S608
            f"VALUES ({', '.join('?' * len(_COLUMNS))})")
 _SELECT = (f"SELECT id, {', '.join(_COLUMNS)} FROM net_log WHERE id > ? "  # noqa: S608
            "AND (? IS NULL OR app = ?) ")
-_PRUNE = "DELETE FROM net_log WHERE id <= (SELECT max(id) FROM net_log) - ?"
+_PRUNE = ("DELETE FROM net_log WHERE app = ? AND id <= (SELECT id FROM net_log WHERE app = ? "
+          "ORDER BY id DESC LIMIT 1 OFFSET ?)")
 PRUNE_EVERY = 1000
 
 
@@ -79,6 +81,7 @@ class NetLog:
         self._last_id = 0
         self._arrived = trio.Event()
         self._since_prune = 0
+        self._unpruned: set[str] = set()      # apps written since the last prune
         self._released = False
         self.dropped = 0
         self.written = 0
@@ -113,11 +116,11 @@ class NetLog:
             return
         prune = self._since_prune + len(batch) >= PRUNE_EVERY
         keep = self._keep
+        apps = sorted({entry.app for entry in batch} | self._unpruned) if prune else []
 
         def write(conn: Any) -> int:
             conn.executemany(_INSERT, [astuple(entry) for entry in batch])
-            if prune:
-                conn.execute(_PRUNE, (keep,))
+            conn.executemany(_PRUNE, [(app, app, keep) for app in apps])
             return int(conn.execute("SELECT max(id) FROM net_log").fetchone()[0])
 
         try:
@@ -129,6 +132,7 @@ class NetLog:
             return
         self.written += len(batch)
         self._since_prune = 0 if prune else self._since_prune + len(batch)
+        self._unpruned = set() if prune else self._unpruned | {e.app for e in batch}
         self._last_id = last_id
         self._arrived.set()
         self._arrived = trio.Event()

@@ -13,10 +13,13 @@ manifest list (written for the Go fazt) may reach what the rules allow, and noth
 one. The rule that decides a call's rate limit and caching is the app's own before a rule for
 every app, an exact host before a wildcard, a longer wildcard before a shorter one.
 
-Secrets. ``fazt secret set NAME [--app APP] --as bearer|header:NAME|query:NAME [--domain D]``:
-an app's own secret of a name shadows one for every app. A secret with a domain is only ever
-sent to hosts it matches; one without is sent only to the host the call names (never along a
-redirect to another origin).
+Secrets. ``fazt secret set NAME [--app APP] --as bearer|header:NAME|query:NAME [--domain ENTRY]``:
+an app's own secret of a name shadows one for every app. ``--domain`` binds a secret to an
+entry (the manifest's grammar: ``api.github.com`` is https on 443 only): it is only ever sent
+to what the entry matches, on any hop. A secret for every app must be bound (else any app could
+name it and send it to a host of its own); an app's own secret without a binding goes only to
+the origin the call names (never along a redirect to another origin, never over plain http
+after https).
 """
 
 from __future__ import annotations
@@ -29,13 +32,7 @@ from typing import Any
 
 import trio
 
-from fazt.capabilities._allow import (
-    AllowEntry,
-    BadPattern,
-    HostPattern,
-    parse_allow_entry,
-    parse_host_pattern,
-)
+from fazt.capabilities._allow import AllowEntry, BadPattern, parse_allow_entry
 from fazt.capabilities._manifest import ENV_NAME
 from fazt.egress import REFUSED_HEADERS, Target
 from fazt.errors import AppNotFound, BadRequest, NotFound, PayloadTooLarge
@@ -74,7 +71,7 @@ class Secret:
     value: str = field(repr=False)
     inject: str                     # bearer, header or query
     param: str | None = None        # the header's or query parameter's name
-    domain: HostPattern | None = None
+    domain: AllowEntry | None = None     # None: the origin each call names (an app's own)
     updated_at: str = ""
 
     @property
@@ -90,7 +87,7 @@ class Secret:
 
     def to_json(self) -> dict[str, Any]:
         return {"app": self.app, "name": self.name, "as": self.shown_as,
-                "domain": None if self.domain is None else str(self.domain),
+                "domain": None if self.domain is None else self.domain.canonical,
                 "value": self.masked(), "updated_at": self.updated_at}
 
 
@@ -221,9 +218,13 @@ class NetPolicy:
                              "trailing space)")
         if kind == "query" and any(c in value for c in "\x00\r\n"):
             raise BadRequest("the secret's value has a control character (a line break?)")
-        pattern = None if domain is None else _pattern(domain)
+        bound = None if domain is None else _entry(domain)
+        if app is None and bound is None:
+            raise BadRequest("a secret for every app must be bound to where it may go (--domain "
+                             "api.example.com): else any app could send it to a host of its "
+                             "choosing. Or give --app.")
         secret = Secret(app=app, name=name, value=value, inject=kind, param=param or None,
-                        domain=pattern, updated_at=_now())
+                        domain=bound, updated_at=_now())
 
         def write(conn: Any) -> _State:
             _require_app(conn, app)
@@ -232,7 +233,7 @@ class NetPolicy:
             conn.execute("INSERT INTO net_secrets (app, name, value, inject, param, domain, "
                          "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                          (app, name, value, kind, param or None,
-                          None if pattern is None else str(pattern), secret.updated_at))
+                          None if bound is None else bound.canonical, secret.updated_at))
             if conn.execute("SELECT count(*) FROM net_secrets").fetchone()[0] > MAX_SECRETS:
                 raise BadRequest(f"there can be at most {MAX_SECRETS} secrets")
             return self._read_all(conn)
@@ -270,7 +271,7 @@ class NetPolicy:
                 "ORDER BY ifnull(app, ''), domain"))
         secrets = tuple(
             Secret(app=app, name=name, value=value, inject=inject, param=param,
-                   domain=None if domain is None else parse_host_pattern(domain),
+                   domain=None if domain is None else parse_allow_entry(domain),
                    updated_at=updated)
             for app, name, value, inject, param, domain, updated in conn.execute(
                 "SELECT app, name, value, inject, param, domain, updated_at FROM net_secrets "
@@ -285,13 +286,6 @@ class NetPolicy:
 
     def _deadline(self) -> float:
         return trio.current_time() + self._op_timeout_s
-
-
-def _pattern(domain: object) -> HostPattern:
-    try:
-        return parse_host_pattern(domain)
-    except BadPattern as exc:
-        raise BadRequest(f"domain {str(domain)[:100]!r} {exc}") from None
 
 
 def _entry(text: object) -> AllowEntry:

@@ -50,6 +50,7 @@ LABEL = "net.fetch"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OPTIONS = ("method", "headers", "body", "json", "timeoutMs", "secret")
 MAX_HEADERS = 100
+MAX_BUCKETS = 10_000         # rate-limit buckets kept (full ones are dropped first)
 MAX_HEADER_BYTES = 16 * 1024
 SCRUB_MIN_CHARS = 8          # a secret value this long is cut out of responses
 _SCRUBBED = b"[secret]"
@@ -61,6 +62,7 @@ class NetLimits:
     max_calls: int = 10             # per request
     max_concurrent: int = 6         # per request
     max_in_flight: int = 100        # the whole server
+    max_in_flight_per_app: int = 30     # one app's share of it
     rate_per_s: float = 20.0        # per app and host (or rule), when the rule says nothing
     burst: int = 40
     cache_bytes: int = 8 * 1024 * 1024
@@ -90,18 +92,24 @@ class _Cached:
         return len(self.response.body) + sum(len(n) + len(v) for n, v in self.response.headers)
 
 
+CacheKey = tuple[Any, ...]
+"""(app, url, the app's headers): the app first."""
+
+
 class ResponseCache:
-    """GET responses of hosts whose rule has a ``cache_ttl_s``, per app, least recently used
-    first out, within ``max_bytes``."""
+    """GET responses of calls whose rule has a ``cache_ttl_s``, per app, least recently used
+    first out, within ``max_bytes``; one app holds at most half of it (an app filling the
+    cache cannot push every other app's entries out)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, _Cached] = OrderedDict()
         self._bytes = 0
-        self.hits: dict[str, int] = {}      # rule domain -> count
+        self._app_bytes: dict[str, int] = {}
+        self.hits: dict[str, int] = {}      # rule entry -> count
         self.misses: dict[str, int] = {}
 
-    def get(self, key: tuple[str, str], rule: str, now: float) -> FetchResponse | None:
+    def get(self, key: CacheKey, rule: str, now: float) -> FetchResponse | None:
         entry = self._entries.get(key)
         if entry is not None and entry.expires <= now:
             self._drop(key)
@@ -113,13 +121,17 @@ class ResponseCache:
         self._entries.move_to_end(key)
         return entry.response
 
-    def put(self, key: tuple[str, str], response: FetchResponse, ttl_s: float, now: float) -> None:
+    def put(self, key: CacheKey, response: FetchResponse, ttl_s: float, now: float) -> None:
         entry = _Cached(now + ttl_s, response)
         if entry.size > self.max_bytes // 4:      # one entry never takes most of the room
             return
+        app = key[0]
         self._drop(key)
         self._entries[key] = entry
         self._bytes += entry.size
+        self._app_bytes[app] = self._app_bytes.get(app, 0) + entry.size
+        while self._app_bytes[app] > self.max_bytes // 2:
+            self._drop(next(k for k in self._entries if k[0] == app))
         while self._bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
 
@@ -131,10 +143,15 @@ class ResponseCache:
         return {"entries": len(self._entries), "bytes": self._bytes,
                 "hits": dict(self.hits), "misses": dict(self.misses)}
 
-    def _drop(self, key: tuple[str, str]) -> None:
+    def _drop(self, key: CacheKey) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._bytes -= entry.size
+            left = self._app_bytes[key[0]] - entry.size
+            if left:
+                self._app_bytes[key[0]] = left
+            else:
+                del self._app_bytes[key[0]]
 
 
 @dataclass
@@ -167,6 +184,7 @@ class NetProvider:
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self.cache = ResponseCache(self.limits.cache_bytes)
         self._in_flight = trio.Semaphore(self.limits.max_in_flight)
+        self._per_app: dict[str, trio.Semaphore] = {}
 
     def provider(self) -> Provider:
         return Provider(name=NAME, methods={"fetch": self._fetch})
@@ -177,6 +195,7 @@ class NetProvider:
 
     def forget_app(self, app: str) -> None:
         self.cache.forget_app(app)
+        self._per_app.pop(app, None)
         for key in [k for k in self._buckets if k[0] == app]:
             del self._buckets[key]
 
@@ -198,14 +217,15 @@ class NetProvider:
             if out is not None and out.secret is not None:
                 exc.args = (_scrub_text(str(exc), out.secret),)
             raise
-        self._record(call, method, target, out, started, response, None, cached=cached)
+        self._record(call, method, response.target, out, started, response, None,
+                     cached=cached)
         body, headers = response.body, response.headers
         if out.secret is not None:
             body, headers = _scrub(body, headers, out.secret)
         joined: dict[str, str] = {}
         for name, value in headers:
             joined[name] = f"{joined[name]}, {value}" if name in joined else value
-        url = response.url if out.secret is None else _scrub_text(response.url, out.secret)
+        url = response.url if out.secret is None else _scrub_url(response.url, out.secret)
         return Binary({"status": response.status, "ok": 200 <= response.status <= 299,
                        "headers": joined, "url": url,
                        "redirected": response.redirects > 0, "cached": cached}, body)
@@ -235,9 +255,11 @@ class NetProvider:
                                   "calls")
         state.made += 1
         rule = self.policy.rule_for(call.app, out.target)
-        key = (call.app, str(out.target.url))
-        # A shared cache must not answer one user with another's credentials' answer (RFC
-        # 9111 section 3.5): requests with a secret, authorization or cookies are not cached.
+        # The app's headers are part of the key: an answer to one set of headers (an API key
+        # of one user, a Range, an Accept) is never another's. A shared cache must not answer
+        # with another's credentials' answer (RFC 9111 section 3.5): requests with a secret,
+        # authorization or cookies are not cached at all.
+        key = (call.app, str(out.target.url), tuple(sorted(out.headers)))
         cacheable = rule is not None and bool(rule.cache_ttl_s) and out.method == "GET" \
             and out.secret is None and self.cache.max_bytes > 0 \
             and not any(n in ("authorization", "cookie") for n, _ in out.headers)
@@ -245,16 +267,18 @@ class NetProvider:
             hit = self.cache.get(key, rule.entry.canonical, self._clock())
             if hit is not None:
                 return hit, True
-        self._take_token(call.app, out.target.host, rule)   # what goes out, not cache hits
         request = _net_request(call)
+        self._take_token(call.app, request, out.target, rule)   # what goes out, not cache hits
         first = out.target
 
         def prepare(hop: Target) -> tuple[httpx.URL, Headers]:
             if hop is not first:
                 self._check_allowed(call, request, hop, redirect=True)
+                # each hop goes out: its own rule's bucket (a redirect is no way around one)
+                self._take_token(call.app, request, hop, self.policy.rule_for(call.app, hop))
                 secret = out.secret
                 if secret is not None and not _bound(secret, hop, first) and \
-                        _scrub_text(str(hop.url), secret) != str(hop.url):
+                        _carries(hop.url, secret):
                     # the upstream's Location carries the secret (a query string kept on a
                     # redirect) to a hop it is not bound to: not sent
                     raise NetDenied(f"{LABEL}: a redirect to {hop.origin} would carry the "
@@ -266,12 +290,12 @@ class NetProvider:
             timeouts = [request.timeout_ms, out.timeout_ms]
             for ms in (t for t in timeouts if t is not None):
                 deadline = min(deadline, trio.current_time() + ms / 1000)
-            async with state.slots, self._in_flight:
+            async with state.slots, self._app_slots(call.app), self._in_flight:
                 response = await self.egress.fetch(out.method, out.target, headers=out.headers,
                                                    body=out.body, deadline=deadline,
                                                    prepare=prepare)
-        if cacheable and rule is not None and rule.cache_ttl_s and \
-                200 <= response.status <= 299 and _storable(response.headers):
+        if cacheable and rule is not None and rule.cache_ttl_s and response.status == 200 \
+                and _storable(response.headers):
             self.cache.put(key, response, rule.cache_ttl_s, self._clock())
         return response, False
 
@@ -302,25 +326,52 @@ class NetProvider:
         if secret is None:
             raise NetDenied(f"{LABEL}: no secret {name!r} is set (fazt secret set {name} "
                             f"--app {call.app} --as bearer)")
-        if secret.domain is not None and not secret.domain.matches(target.host):
-            raise NetDenied(f"{LABEL}: the secret {name!r} is only sent to {secret.domain}, "
-                            f"not {target.host}")
+        if secret.domain is not None and not secret.domain.matches(target):
+            raise NetDenied(f"{LABEL}: the secret {name!r} is only sent to "
+                            f"{secret.domain.canonical}, not {entry_for(target)}")
         return secret
 
-    def _take_token(self, app: str, host: str, rule: NetRule | None) -> None:
+    def _take_token(self, app: str, request: NetRequest, target: Target,
+                    rule: NetRule | None) -> None:
+        """One token of the bucket that limits calls to ``target``: its rule's, else the
+        manifest entry's it matches (a wildcard's hosts share one: rotating subdomains is no
+        way around it)."""
         rate = self.limits.rate_per_s if rule is None or rule.rate_per_s is None \
             else rule.rate_per_s
         if rate <= 0:
             return
         burst = self.limits.burst if rule is None or rule.burst is None else rule.burst
-        scope = host if rule is None else rule.entry.canonical
+        if rule is not None:
+            scope = rule.entry.canonical
+        else:
+            entry = next((e for e in request.allow or () if e.matches(target)), None)
+            scope = entry.canonical if entry is not None else entry_for(target)
         now = self._clock()
-        bucket = self._buckets.get((app, scope))
+        bucket = self._buckets.pop((app, scope), None)     # re-inserted: the newest last
         if bucket is None or bucket.rate != rate or bucket.burst != burst:
-            bucket = self._buckets[(app, scope)] = TokenBucket(rate, burst, now)
+            bucket = TokenBucket(rate, burst, now)
+        self._buckets[(app, scope)] = bucket
+        if len(self._buckets) > MAX_BUCKETS:
+            self._prune_buckets(now)
         if not bucket.take(now):
             raise NetRateLimited(f"{LABEL}: calls to {scope} are limited to {rate:g} per "
                                  f"second (burst {burst}); try again shortly")
+
+    def _prune_buckets(self, now: float) -> None:
+        """Drop full buckets (they hold no state: a new one starts full), then the least
+        recently used, down to MAX_BUCKETS / 2."""
+        for key, bucket in list(self._buckets.items()):
+            if min(bucket.burst, bucket.tokens + (now - bucket.at) * bucket.rate) >= bucket.burst:
+                del self._buckets[key]
+        while len(self._buckets) > MAX_BUCKETS // 2:
+            del self._buckets[next(iter(self._buckets))]
+
+    def _app_slots(self, app: str) -> trio.Semaphore:
+        """The app's share of the server's outbound calls at once."""
+        slots = self._per_app.get(app)
+        if slots is None:
+            slots = self._per_app[app] = trio.Semaphore(self.limits.max_in_flight_per_app)
+        return slots
 
     def _record(self, call: Call, method: str, target: Target | None, out: _Outgoing | None,
                 started: float, response: FetchResponse | None, error: str | None, *,
@@ -429,9 +480,9 @@ def _inject(secret: Secret | None, hop: Target, first: Target) -> tuple[httpx.UR
 
 
 def _bound(secret: Secret, hop: Target, first: Target) -> bool:
-    """Whether ``secret`` may go to ``hop``: a host of its domain, or (no domain) the origin
-    the call named; never over plain http after https."""
-    bound = secret.domain.matches(hop.host) if secret.domain is not None \
+    """Whether ``secret`` may go to ``hop``: what its domain entry matches (scheme, host and
+    port), or (no domain) the origin the call named; never over plain http after https."""
+    bound = secret.domain.matches(hop) if secret.domain is not None \
         else hop.origin == first.origin
     return bound and not (hop.scheme == "http" and first.scheme == "https")
 
@@ -454,6 +505,25 @@ def _scrub_text(text: str, secret: Secret) -> str:
     return text
 
 
+def _carries(url: httpx.URL, secret: Secret) -> bool:
+    """Whether ``url`` holds the secret's value: as a query parameter's value (however it is
+    percent-encoded, whatever its length), or anywhere once decoded (8 characters or more)."""
+    if any(value == secret.value for _, value in url.params.multi_items()):
+        return True
+    return len(secret.value) >= SCRUB_MIN_CHARS and \
+        secret.value in urllib.parse.unquote_plus(str(url))
+
+
+def _scrub_url(text: str, secret: Secret) -> str:
+    """A URL for the app: a query parameter whose value is the secret shows ``[secret]``."""
+    url = httpx.URL(text)
+    params = url.params.multi_items()
+    if any(value == secret.value for _, value in params):
+        url = url.copy_with(params=[(k, "[secret]" if v == secret.value else v)
+                                    for k, v in params])
+    return _scrub_text(str(url), secret)
+
+
 def _forms(secret: Secret) -> set[str]:
     """The value as sent: as is, and URL-encoded (a query parameter echoed back)."""
     return {secret.value, urllib.parse.quote(secret.value, safe=""),
@@ -461,9 +531,11 @@ def _forms(secret: Secret) -> set[str]:
 
 
 def _storable(headers: Headers) -> bool:
-    """Not ``no-store`` nor ``private``, and not varying with the request's headers (a Vary
-    other than Accept-Encoding, which fazt sets itself)."""
+    """Not ``no-store`` nor ``private``, not setting a cookie, and not varying with the
+    request's headers (a Vary other than Accept-Encoding, which fazt sets itself)."""
     for name, value in headers:
+        if name == "set-cookie":
+            return False
         lowered = value.lower()
         if name == "cache-control" and ("no-store" in lowered or "private" in lowered):
             return False

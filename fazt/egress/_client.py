@@ -64,6 +64,7 @@ class FetchResponse:
     body: bytes
     url: str                # after redirects
     redirects: int
+    target: Target          # where the last hop went (what a log names)
 
 
 class Egress:
@@ -116,7 +117,7 @@ class Egress:
                     await response.aclose()
                 return FetchResponse(
                     status=response.status_code, body=data, url=str(target.url),
-                    redirects=redirects,
+                    redirects=redirects, target=target,
                     headers=[(n, v) for n, v in response.headers.multi_items()
                              if n not in _DROPPED_FROM_RESPONSE])
             await response.aclose()

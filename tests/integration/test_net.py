@@ -746,3 +746,25 @@ def test_net_log_follow_prints_calls_as_they_happen(server: FaztServer,
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def test_a_secret_for_every_app_must_be_bound(server: FaztServer, upstream: Upstream) -> None:
+    port = upstream.http_port
+    out = server.cli("secret", "set", "SHARED", "--as", "bearer", input="shared-secret-value\n")
+    assert out.returncode != 0 and "--domain" in out.stderr
+    assert "SHARED" not in cli_ok(server, "secret", "list")
+    cli_ok(server, "secret", "set", "SHARED", "--as", "bearer", "--domain",
+           f"http://up.test:{port}", input="shared-secret-value\n")
+    try:
+        deploy(server, "sharer", net_app([f"http://up.test:{port}", f"http://other.test:{port}"],
+                                         secrets=["SHARED"]))
+        fetch(server, "sharer", f"http://up.test:{port}/echo", secret="SHARED")
+        assert upstream.record.requests[-1]["headers"]["authorization"] == \
+            "Bearer shared-secret-value"
+        # bound to an entry: another host, or the same host on another scheme or port, is not it
+        message = refused(server, "sharer", f"http://other.test:{port}/echo", "net_denied",
+                          secret="SHARED")
+        assert f"only sent to http://up.test:{port}" in message
+        assert len(upstream.record.requests) == 1
+    finally:
+        cli_ok(server, "secret", "remove", "SHARED")
