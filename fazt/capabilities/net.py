@@ -274,8 +274,6 @@ class NetProvider:
         def prepare(hop: Target) -> tuple[httpx.URL, Headers]:
             if hop is not first:
                 self._check_allowed(call, request, hop, redirect=True)
-                # each hop goes out: its own rule's bucket (a redirect is no way around one)
-                self._take_token(call.app, request, hop, self.policy.rule_for(call.app, hop))
                 secret = out.secret
                 if secret is not None and not _bound(secret, hop, first) and \
                         _carries(hop.url, secret):
@@ -283,6 +281,8 @@ class NetProvider:
                     # redirect) to a hop it is not bound to: not sent
                     raise NetDenied(f"{LABEL}: a redirect to {hop.origin} would carry the "
                                     f"secret {secret.name!r} where it is not bound")
+                # each hop goes out: its own rule's bucket (a redirect is no way around one)
+                self._take_token(call.app, request, hop, self.policy.rule_for(call.app, hop))
             return _inject(out.secret, hop, first)
 
         with call.budget.fail_after(Phase.NET) as scope:
@@ -295,7 +295,7 @@ class NetProvider:
                                                    body=out.body, deadline=deadline,
                                                    prepare=prepare)
         if cacheable and rule is not None and rule.cache_ttl_s and response.status == 200 \
-                and _storable(response.headers):
+                and not response.redirects and _storable(response.headers):
             self.cache.put(key, response, rule.cache_ttl_s, self._clock())
         return response, False
 
@@ -350,9 +350,9 @@ class NetProvider:
         bucket = self._buckets.pop((app, scope), None)     # re-inserted: the newest last
         if bucket is None or bucket.rate != rate or bucket.burst != burst:
             bucket = TokenBucket(rate, burst, now)
-        self._buckets[(app, scope)] = bucket
-        if len(self._buckets) > MAX_BUCKETS:
+        if len(self._buckets) >= MAX_BUCKETS:
             self._prune_buckets(now)
+        self._buckets[(app, scope)] = bucket
         if not bucket.take(now):
             raise NetRateLimited(f"{LABEL}: calls to {scope} are limited to {rate:g} per "
                                  f"second (burst {burst}); try again shortly")
@@ -519,9 +519,10 @@ def _scrub_url(text: str, secret: Secret) -> str:
     url = httpx.URL(text)
     params = url.params.multi_items()
     if any(value == secret.value for _, value in params):
-        url = url.copy_with(params=[(k, "[secret]" if v == secret.value else v)
+        url = url.copy_with(params=[(k, _SCRUBBED.decode() if v == secret.value else v)
                                     for k, v in params])
-    return _scrub_text(str(url), secret)
+    shown = str(url).replace("%5Bsecret%5D", _SCRUBBED.decode())    # as the other scrubs show it
+    return _scrub_text(shown, secret)
 
 
 def _forms(secret: Secret) -> set[str]:
