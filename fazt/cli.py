@@ -628,8 +628,10 @@ def secret() -> None:
               help="How it is sent: Authorization: Bearer, a header, or a query parameter.")
 @click.option("--app", "app_name", metavar="APP", help="For this app only (default: every app "
               "that lists it in its manifest).")
-@click.option("--domain", metavar="DOMAIN", help="Only ever send it to this host (or "
-              "*.example.com); default: the host each call names.")
+@click.option("--domain", metavar="ENTRY", help="Only ever send it where ENTRY matches, "
+              "written as a manifest's net.allow entry (api.github.com: https on 443; "
+              "*.example.com; http://example.org:8080). Required without --app; default: "
+              "the origin each call names.")
 @_client_options
 def secret_set(name: str, inject: str, app_name: str | None, domain: str | None,
                **kwargs: Any) -> None:

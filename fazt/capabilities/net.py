@@ -63,7 +63,7 @@ class NetLimits:
     max_concurrent: int = 6         # per request
     max_in_flight: int = 100        # the whole server
     max_in_flight_per_app: int = 30     # one app's share of it
-    rate_per_s: float = 20.0        # per app and host (or rule), when the rule says nothing
+    rate_per_s: float = 20.0        # per app and rule (or manifest entry), when no rule says
     burst: int = 40
     cache_bytes: int = 8 * 1024 * 1024
 
@@ -323,6 +323,10 @@ class NetProvider:
             raise NetDenied(f"{LABEL}: the app's manifest does not list the secret {name!r}: "
                             f"add it to \"capabilities\".\"net\".\"secrets\"")
         secret = self.policy.secret(call.app, name)
+        if secret is not None and secret.app is None and secret.domain is None:
+            # stored before a secret for every app needed a binding: not usable unbound
+            raise NetDenied(f"{LABEL}: the secret {name!r} is for every app but bound to no "
+                            f"domain: store it again with --domain")
         if secret is None:
             raise NetDenied(f"{LABEL}: no secret {name!r} is set (fazt secret set {name} "
                             f"--app {call.app} --as bearer)")
@@ -376,11 +380,15 @@ class NetProvider:
     def _record(self, call: Call, method: str, target: Target | None, out: _Outgoing | None,
                 started: float, response: FetchResponse | None, error: str | None, *,
                 cached: bool = False) -> None:
-        """Log one call: never its query string, headers or body."""
+        """Log one call: never its query string, headers or body (nor a secret a redirect put
+        in the path it ended at)."""
+        host = "" if target is None else entry_for(target)      # scheme and port as an entry
+        path = "" if target is None else target.path
+        if out is not None and out.secret is not None:
+            host, path = _scrub_text(host, out.secret), _scrub_text(path, out.secret)
         self.log.record(NetCall(
             ts=now_iso_ms(), app=call.app, request_id=call.request_id, method=method,
-            host="" if target is None else entry_for(target),   # scheme and port shown as an entry
-            path="" if target is None else target.path,
+            host=host, path=path,
             status=None if response is None else response.status,
             bytes_out=0 if out is None else len(out.body),
             bytes_in=0 if response is None else len(response.body),

@@ -8,8 +8,8 @@ and ``Host`` are the original host's, and there is no gap between the check and 
 address checked is the address dialled (no second lookup a rebinding DNS server could answer
 differently). Unix sockets are refused.
 
-``Resolver`` is a seam: ``SystemResolver`` asks the system (trio's ``getaddrinfo``, in a
-thread, abandoned on cancellation); ``StaticResolver`` answers from a table (tests, and the
+``Resolver`` is a seam: ``SystemResolver`` asks the system (``getaddrinfo`` in threads of its
+own, abandoned on cancellation); ``StaticResolver`` answers from a table (tests, and the
 test hook that points a name at a local server).
 """
 

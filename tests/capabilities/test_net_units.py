@@ -1087,6 +1087,10 @@ def make_app(up: Upstream) -> Callable[..., Any]:
         elif path == "/tls-hop":        # https -> https, to another host
             status, extra = 302, [(b"location",
                                    f"https://b.wild.test:{up.tls_port}/echo".encode())]
+        elif path == "/into-path":      # the query's api_key value, moved into the path
+            key = urllib.parse.parse_qs(query).get("api_key", [""])[0]
+            status, extra = 302, [(b"location",
+                                   f"/landed/{urllib.parse.quote(key, safe='')}".encode())]
         elif path == "/nostore":
             extra = [(b"cache-control", b"no-store")]
         elif path == "/with":           # the response headers the query string names
@@ -1780,6 +1784,34 @@ async def test_a_secret_must_be_listed_and_set(net: Net) -> None:
     with pytest.raises(NetDenied, match="no secret 'OWN'"):     # beta's, not alpha's
         await net.fetch(net.url(), {"secret": "OWN"}, request=net.request(secrets=("OWN",)))
     assert net.egress.backend.connects == 0
+
+
+async def test_a_secret_a_redirect_put_in_the_path_is_not_logged(net: Net) -> None:
+    await net.policy.set_secret("TOKEN", SECRET, inject="query:api_key", app=APP)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(net.log.run)
+        result = await net.fetch(net.url("/into-path"), {"secret": "TOKEN"},
+                                 request=net.request(secrets=("TOKEN",)))
+        nursery.cancel_scope.cancel()
+    assert net.upstream.requests[-1]["path"] == f"/landed/{SECRET}"    # it went there
+    [entry] = await net.log.read()
+    assert entry.path == "/landed/[secret]"
+    assert not _leaks(json.dumps(entry.to_json())) and not _leaks(result.value["url"])
+
+
+async def test_an_unbound_secret_for_every_app_stored_earlier_is_not_used(
+        net: Net, db: Database) -> None:
+    """Before a secret for every app needed a domain, one could be stored without: such a row
+    is refused at use, not sent wherever an app names."""
+    def insert(conn: Any) -> None:
+        conn.execute("INSERT INTO net_secrets (app, name, value, inject, updated_at) VALUES "
+                     "(NULL, 'OLD', ?, 'bearer', '2026-01-01T00:00:00Z')", (SECRET,))
+
+    await db.write(insert, deadline=trio.current_time() + 10)
+    await net.policy.load()
+    with pytest.raises(NetDenied, match="bound to no domain: store it again with --domain"):
+        await net.fetch(net.url(), {"secret": "OLD"}, request=net.request(secrets=("OLD",)))
+    assert net.egress.backend.connects == 0 and net.upstream.requests == []
 
 
 @pytest.mark.parametrize("bound", [False, True])
