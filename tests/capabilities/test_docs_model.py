@@ -147,9 +147,10 @@ def apply(doc: dict[str, Any], changes: dict[str, dict[str, Any]]) -> None:
                     target[last] = operand
                 elif is_number(target[last]):
                     result = target[last] + operand
-                    # Beyond the docstring: a result JSON cannot hold as a 64-bit integer or a
-                    # finite double is refused too (the generated values stay clear of it).
-                    if not math.isfinite(result) or not -(2**63) <= result < 2**63:
+                    # Beyond the docstring: an integer result past 64 bits, or a double that is
+                    # not finite, is refused too (a double as large as 2**63 is a double).
+                    if not math.isfinite(result) or (isinstance(result, int) and not isinstance(
+                            result, bool) and not -(2**63) <= result < 2**63):
                         raise Conflict(path)
                     target[last] = result
                 else:
