@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
 import logging
 import re
 import sys
@@ -16,6 +18,7 @@ import trio
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from fazt import __version__
 from fazt.client import AdminClient, ClientError, resolve_target
@@ -680,6 +683,92 @@ def secret_remove(name: str, app_name: str | None, **kwargs: Any) -> None:
 
 def _whom(app_name: str | None) -> str:
     return f"app {app_name}" if app_name else "every app"
+
+
+# -- fazt sql ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("query")
+@click.option("--write", is_flag=True, help="Allow the statement to change the database "
+              "(without it, SQLite refuses any write).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="How to print the rows.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=1000, show_default=True,
+              help="The most rows to print.")
+@click.option("--local", is_flag=True, help="Open the data dir's database directly (the "
+              "server need not run) instead of asking the server.")
+@_client_options
+def sql(query: str, write: bool, fmt: str, limit: int, local: bool, **kwargs: Any) -> None:
+    """Run one SQL statement on fazt's database: read-only unless --write. ATTACH, transaction
+    control and PRAGMAs that set anything are refused either way."""
+    if local:
+        try:
+            result = _local_sql(query, write=write, limit=limit, data_dir=kwargs["data_dir"])
+        except FaztError as exc:
+            _fail(f"{exc.code}: {exc}")
+            return
+    else:
+        result = _call(kwargs, "POST", "/api/sql",
+                       json={"query": query, "write": write, "limit": limit})
+    _print_sql(result, fmt)
+
+
+def _local_sql(query: str, *, write: bool, limit: int, data_dir: str | None) -> dict[str, Any]:
+    import time
+
+    from fazt.storage import open_connection, resolve_key, run_statement
+
+    config = load_config({"data_dir": data_dir})
+    if not config.db_path.exists():
+        _fail(f"no database at {config.db_path} (set --data-dir or FAZT_HOME)")
+    key = resolve_key(data_dir=config.data_dir, env_key_hex=config.db_key,
+                      db_path=config.db_path)
+    conn = open_connection(config.db_path, key, busy_timeout_ms=config.storage_busy_timeout_ms,
+                           readonly=not write)
+    deadline = time.monotonic() + 60
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    try:
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            result = run_statement(conn, query, write=write, max_rows=limit)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return result.to_json()
+
+
+def _print_sql(result: dict[str, Any], fmt: str) -> None:
+    columns, rows = result["columns"], result["rows"]
+    if fmt == "json":
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+
+    def cell(value: Any) -> str:
+        if isinstance(value, dict) and "$bytes" in value:
+            return f"<{value['$bytes']} bytes>"
+        return "NULL" if value is None else str(value)
+
+    if fmt == "csv":
+        out = csv.writer(sys.stdout)
+        out.writerow(columns)
+        out.writerows([cell(v) for v in row] for row in rows)
+    elif columns:
+        table = Table()         # every cell a Text: a value is data, never rich markup
+        for name in columns:
+            table.add_column(Text(_printable(name)))
+        for row in rows:
+            table.add_row(*(Text(_printable(cell(v))) for v in row))
+        console.print(table, highlight=False)
+    if result.get("changes") is not None:
+        err_console.print(f"{result['changes']} row{'' if result['changes'] == 1 else 's'} "
+                          "changed", highlight=False)
+    if result["truncated"]:
+        err_console.print(f"(only the first {len(rows)} rows: pass --limit for more)",
+                          highlight=False, markup=False)
 
 
 # -- fazt backup -------------------------------------------------------------------------------

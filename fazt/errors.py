@@ -20,7 +20,9 @@ replaced by a generic one so that no stack trace, host path or SQL reaches a cli
     │   ├── Conflict                   409 conflict
     │   ├── PayloadTooLarge            413 payload_too_large
     │   ├── UnsupportedMediaType       415 unsupported_media_type
-    │   └── RangeNotSatisfiable        416 range_not_satisfiable
+    │   ├── RangeNotSatisfiable        416 range_not_satisfiable
+    │   ├── SqlError                   400 sql_error
+    │   └── SqlNotAllowed              403 sql_not_allowed
     ├── DeployError                    422 deploy_rejected
     │   ├── InvalidAppName             422 invalid_app_name
     │   ├── InvalidManifest            422 invalid_manifest
@@ -191,6 +193,20 @@ class RangeNotSatisfiable(RequestError):
 
     code = "range_not_satisfiable"
     http_status = 416
+
+
+class SqlError(RequestError):
+    """An operator's SQL statement failed: a syntax error, an unknown table, a constraint."""
+
+    code = "sql_error"
+
+
+class SqlNotAllowed(RequestError):
+    """An operator's SQL statement does what it may not: a write without --write, ATTACH,
+    transaction control, a PRAGMA that is not a read-only one."""
+
+    code = "sql_not_allowed"
+    http_status = 403
 
 
 class DeployError(FaztError):

@@ -84,7 +84,7 @@ async def read_json(limit: int, *, allow_empty: bool = False) -> dict[str, Any]:
 
 
 def create_admin_app(ctx: AdminContext) -> QuartTrio:
-    from fazt.http import routes_apps, routes_net, routes_system, routes_tokens
+    from fazt.http import routes_apps, routes_net, routes_sql, routes_system, routes_tokens
 
     app = QuartTrio("fazt.admin", static_folder=None)
     # The whole upload must arrive within BODY_TIMEOUT: at least 60 s, more for a large limit
@@ -142,6 +142,7 @@ def create_admin_app(ctx: AdminContext) -> QuartTrio:
     routes_system.register(app, ctx)
     routes_apps.register(app, ctx)
     routes_tokens.register(app, ctx)
+    routes_sql.register(app, ctx)
     if ctx.net is not None:
         routes_net.register(app, ctx)
     return app

@@ -35,6 +35,7 @@ ENDPOINTS = [
     "PUT /api/net/secrets/{name}",
     "DELETE /api/net/secrets/{name}",
     "GET /api/net/log",
+    "POST /api/sql",
     "GET /api/tokens",
     "POST /api/tokens",
     "DELETE /api/tokens/{token_id}",

@@ -16,12 +16,15 @@ from ._database import StorageStats as StorageStats
 from ._errors import map_sqlite_errors as map_sqlite_errors
 from ._keys import resolve_key as resolve_key
 from ._lock import lock_data_dir as lock_data_dir
+from ._sql import SqlResult as SqlResult
+from ._sql import run_statement as run_statement
 
 __all__ = [
     "BackupResult",
     "Chaos",
     "Database",
     "Fault",
+    "SqlResult",
     "StorageSettings",
     "StorageStats",
     "backup_database",
@@ -29,4 +32,5 @@ __all__ = [
     "map_sqlite_errors",
     "open_connection",
     "resolve_key",
+    "run_statement",
 ]
