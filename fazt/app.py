@@ -290,9 +290,6 @@ class WebService:
         capabilities = self._data.capabilities
         assert logs is not None and sandbox is not None and capabilities is not None, \
             "applog, sandbox and data must start first"
-        ctx = AdminContext(config=config, db=db, hosting=hosting, tokens=tokens, logs=logs,
-                           capabilities=capabilities, started_at=time.monotonic(),
-                           chaos=self._storage.chaos, net=self._data.net)
         api = ApiGateway(sandbox=sandbox, hosting=hosting, policy=budget_policy(config),
                          limits=ApiLimits(max_body_bytes=config.max_api_body_bytes,
                                           max_response_bytes=config.max_api_response_bytes,
@@ -301,6 +298,10 @@ class WebService:
                          capabilities=capabilities, test_users=config.test_user_header,
                          log_sink=lambda app, level, message, request_id: logs.append(
                              app, level, message, request_id=request_id))
+        ctx = AdminContext(config=config, db=db, hosting=hosting, tokens=tokens, logs=logs,
+                           capabilities=capabilities, started_at=time.monotonic(),
+                           chaos=self._storage.chaos, net=self._data.net, sandbox=sandbox,
+                           api=api)
         root = RootApp(domain=config.domain, admin=create_admin_app(ctx),  # type: ignore[arg-type]
                        hosting=hosting, api=api, blobs=self._data.blobs,
                        capabilities=capabilities, storage_timeout_s=config.storage_op_timeout_s)

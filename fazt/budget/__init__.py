@@ -4,5 +4,6 @@ from fazt.budget._budget import Budget as Budget
 from fazt.budget._budget import BudgetPolicy as BudgetPolicy
 from fazt.budget._budget import Phase as Phase
 from fazt.budget._budget import PhaseStats as PhaseStats
+from fazt.budget._stats import BudgetStats as BudgetStats
 
-__all__ = ["Budget", "BudgetPolicy", "Phase", "PhaseStats"]
+__all__ = ["Budget", "BudgetPolicy", "BudgetStats", "Phase", "PhaseStats"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 import urllib.parse
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +50,7 @@ LABEL = "net.fetch"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OPTIONS = ("method", "headers", "body", "json", "timeoutMs", "secret")
 MAX_HEADERS = 100
+RECENT_CALLS = 1000          # the calls whose outcomes the runtime view counts
 MAX_BUCKETS = 10_000         # rate-limit buckets kept (full ones are dropped first)
 MAX_HEADER_BYTES = 16 * 1024
 SCRUB_MIN_CHARS = 8          # a secret value this long is cut out of responses
@@ -185,6 +186,7 @@ class NetProvider:
         self.cache = ResponseCache(self.limits.cache_bytes)
         self._in_flight = trio.Semaphore(self.limits.max_in_flight)
         self._per_app: dict[str, trio.Semaphore] = {}
+        self.recent: deque[str | None] = deque(maxlen=RECENT_CALLS)   # error codes (None: ok)
 
     def provider(self) -> Provider:
         return Provider(name=NAME, methods={"fetch": self._fetch})
@@ -192,6 +194,15 @@ class NetProvider:
     @property
     def in_flight(self) -> int:
         return self.limits.max_in_flight - self._in_flight.value
+
+    def stats(self) -> dict[str, Any]:
+        """For /api/_debug/runtime."""
+        resolver = self.egress.backend.resolver
+        return {"in_flight": self.in_flight,
+                "dns_lookups_in_flight": getattr(resolver, "lookups_in_flight", 0),
+                "recent_calls": len(self.recent),
+                "recent_errors": dict(Counter(code for code in self.recent if code)),
+                "cache": self.cache.stats()}
 
     def forget_app(self, app: str) -> None:
         self.cache.forget_app(app)
@@ -382,6 +393,7 @@ class NetProvider:
                 cached: bool = False) -> None:
         """Log one call: never its query string, headers or body (nor a secret a redirect put
         in the path it ended at)."""
+        self.recent.append(error)
         host = "" if target is None else entry_for(target)      # scheme and port as an entry
         path = "" if target is None else target.path
         if out is not None and out.secret is not None:

@@ -97,7 +97,7 @@ local test server). Never set outside tests."""
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, resolver: Resolver, *, permit: Permit | None = None) -> None:
-        self._resolver = resolver
+        self.resolver = resolver
         self._permit = permit
         self._inner = httpcore.TrioBackend()
         self.connects = 0       # connections opened (tests check that a refusal made none)
@@ -109,7 +109,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         except ValueError:
             literal = None
         addresses = [literal] if literal is not None else \
-            await self._resolver.resolve(host, port)
+            await self.resolver.resolve(host, port)
         if not addresses:
             raise NetError(f"could not resolve {host}: no addresses")
         for address in addresses:

@@ -24,8 +24,10 @@ from fazt.capabilities.net import NetProvider
 from fazt.config import Config
 from fazt.errors import FaztError, InvalidJson, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from fazt.hosting import Hosting
+from fazt.http._api import ApiGateway
 from fazt.http._responses import error_body
 from fazt.http._root import request_id_of
+from fazt.sandbox import Sandbox
 from fazt.storage import Chaos, Database
 
 log = logging.getLogger("fazt.http.admin")
@@ -46,6 +48,8 @@ class AdminContext:
     started_at: float   # time.monotonic() at start
     chaos: Chaos | None = None      # the storage chaos seam (the chaos setting)
     net: NetProvider | None = None
+    sandbox: Sandbox | None = None      # the runtime view's sources (None in narrow tests)
+    api: ApiGateway | None = None
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -84,7 +88,14 @@ async def read_json(limit: int, *, allow_empty: bool = False) -> dict[str, Any]:
 
 
 def create_admin_app(ctx: AdminContext) -> QuartTrio:
-    from fazt.http import routes_apps, routes_net, routes_sql, routes_system, routes_tokens
+    from fazt.http import (
+        routes_apps,
+        routes_debug,
+        routes_net,
+        routes_sql,
+        routes_system,
+        routes_tokens,
+    )
 
     app = QuartTrio("fazt.admin", static_folder=None)
     # The whole upload must arrive within BODY_TIMEOUT: at least 60 s, more for a large limit
@@ -143,6 +154,7 @@ def create_admin_app(ctx: AdminContext) -> QuartTrio:
     routes_apps.register(app, ctx)
     routes_tokens.register(app, ctx)
     routes_sql.register(app, ctx)
+    routes_debug.register(app, ctx)
     if ctx.net is not None:
         routes_net.register(app, ctx)
     return app

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
+import itertools
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
@@ -24,7 +26,7 @@ import trio
 from werkzeug.formparser import MultiPartParser
 from werkzeug.http import parse_options_header
 
-from fazt.budget import Budget, BudgetPolicy
+from fazt.budget import Budget, BudgetPolicy, BudgetStats
 from fazt.capabilities import Capabilities
 from fazt.errors import BadRequest, InvalidJson, JsError, NotFound, PayloadTooLarge
 from fazt.hosting import Hosting, Site
@@ -47,6 +49,23 @@ _SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
 
 
 @dataclass(frozen=True, kw_only=True)
+class InFlight:
+    """A request being served: what /api/_debug/runtime lists."""
+
+    app: str
+    method: str
+    path: str
+    request_id: str
+    budget: Budget
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        return {"app": self.app, "method": self.method, "path": self.path,
+                "request_id": self.request_id,
+                "age_ms": round((now - self.budget.started_at) * 1000, 1),
+                "budget_left_ms": round(max(0.0, self.budget.deadline - now) * 1000, 1)}
+
+
+@dataclass(frozen=True, kw_only=True)
 class ApiLimits:
     max_body_bytes: int
     max_response_bytes: int
@@ -65,6 +84,23 @@ class ApiGateway:
         self._limits = limits
         self._capabilities = capabilities
         self._log_sink = log_sink
+        self.in_flight: dict[int, InFlight] = {}      # for /api/_debug/runtime
+        self.budget_stats = BudgetStats()
+        self._ids = itertools.count()
+
+    @contextlib.contextmanager
+    def _tracked(self, app: str, scope: Scope, request_id: str,
+                 budget: Budget) -> Iterator[None]:
+        """The request is in flight (the runtime view lists it) until it ends; its budget then
+        goes to the per-phase statistics."""
+        key = next(self._ids)
+        self.in_flight[key] = InFlight(app=app, method=scope["method"], path=scope["path"],
+                                       request_id=request_id, budget=budget)
+        try:
+            yield
+        finally:
+            del self.in_flight[key]
+            self.budget_stats.add(budget)
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, *, site: Site,
                     request_id: str, common: Headers) -> None:
@@ -82,54 +118,55 @@ class ApiGateway:
         budget = Budget.start(self._policy,
                               request_s=None if request_ms is None else request_ms / 1000)
 
-        grant = self._capabilities.grant(site.app, site.capabilities)
-        user = _test_user(scope) if self._test_users else None
+        with self._tracked(site.app, scope, request_id, budget):
+            grant = self._capabilities.grant(site.app, site.capabilities)
+            user = _test_user(scope) if self._test_users else None
 
-        async def load_code() -> AppCode:
-            return await self._load_code(site)
+            async def load_code() -> AppCode:
+                return await self._load_code(site)
 
-        outcome = None
-        try:
-            async with trio.open_nursery() as nursery:
-                watching = False
+            outcome = None
+            try:
+                async with trio.open_nursery() as nursery:
+                    watching = False
 
-                def watch_client() -> None:
-                    # Only a request that has to wait watches for its client going away: a
-                    # task per request would cost more than the whole JS round trip.
-                    nonlocal watching
-                    if not watching:
-                        watching = True
-                        nursery.start_soon(cancel_on_disconnect, receive, nursery.cancel_scope)
+                    def watch_client() -> None:
+                        # Only a request that has to wait watches for its client going away: a
+                        # task per request would cost more than the whole JS round trip.
+                        nonlocal watching
+                        if not watching:
+                            watching = True
+                            nursery.start_soon(cancel_on_disconnect, receive, nursery.cancel_scope)
 
-                outcome = await self._sandbox.handle(
-                    app=site.app, deploy_id=site.deploy_id, generation=site.generation,
-                    load_code=load_code, request=request, budget=budget,
-                    capabilities=self._capabilities.host_for(grant, user=user,
-                                                             request_id=request_id),
-                    on_slow=watch_client)
-                nursery.cancel_scope.cancel(reason="handler finished")
-        except BaseExceptionGroup as group:
-            # trio wraps the handler's error in an ExceptionGroup (strict exception groups).
-            # Unwrapped, a FaztError (js_error, js_timeout, js_memory...) reaches RootApp and
-            # becomes its JSON error; wrapped, it was hypercorn's bare 500 with an empty body.
-            sole = _sole_exception(group)
-            if sole is group:
+                    outcome = await self._sandbox.handle(
+                        app=site.app, deploy_id=site.deploy_id, generation=site.generation,
+                        load_code=load_code, request=request, budget=budget,
+                        capabilities=self._capabilities.host_for(grant, user=user,
+                                                                 request_id=request_id),
+                        on_slow=watch_client)
+                    nursery.cancel_scope.cancel(reason="handler finished")
+            except BaseExceptionGroup as group:
+                # trio wraps the handler's error in an ExceptionGroup (strict exception groups).
+                # Unwrapped, a FaztError (js_error, js_timeout, js_memory...) reaches RootApp and
+                # becomes its JSON error; wrapped, it was hypercorn's bare 500 with an empty body.
+                sole = _sole_exception(group)
+                if sole is group:
+                    raise
+                raise sole from None
+            if outcome is None:
+                return      # the client left; the worker was told to drop the request
+            try:
+                status, headers, payload = self._response(outcome.response, site.app)
+            except JsError as exc:
+                # The handler's answer was invalid: say why in the app's log (the client only
+                # gets the generic js_error), as for an error thrown by the handler.
+                self._log(site.app, f"invalid response: {exc.message}", request_id)
                 raise
-            raise sole from None
-        if outcome is None:
-            return      # the client left; the worker was told to drop the request
-        try:
-            status, headers, payload = self._response(outcome.response, site.app)
-        except JsError as exc:
-            # The handler's answer was invalid: say why in the app's log (the client only
-            # gets the generic js_error), as for an error thrown by the handler.
-            self._log(site.app, f"invalid response: {exc.message}", request_id)
-            raise
-        own = {name for name, _ in headers}      # the app's own Referrer-Policy etc. win
-        headers.extend(h for h in common if h[0] not in own)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        head = scope["method"] == "HEAD"
-        await send({"type": "http.response.body", "body": b"" if head else payload})
+            own = {name for name, _ in headers}      # the app's own Referrer-Policy etc. win
+            headers.extend(h for h in common if h[0] not in own)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            head = scope["method"] == "HEAD"
+            await send({"type": "http.response.body", "body": b"" if head else payload})
 
     async def _load_code(self, site: Site) -> AppCode:
         files: dict[str, str] = {}

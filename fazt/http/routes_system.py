@@ -36,13 +36,14 @@ ENDPOINTS = [
     "DELETE /api/net/secrets/{name}",
     "GET /api/net/log",
     "POST /api/sql",
+    "GET /api/_debug/runtime",
     "GET /api/tokens",
     "POST /api/tokens",
     "DELETE /api/tokens/{token_id}",
 ]
 
 
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
@@ -73,7 +74,7 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
             "version": __version__,
             "uptime_s": uptime_s(ctx),
             "pid": os.getpid(),
-            "memory": {"rss_bytes": _rss_bytes()},
+            "memory": {"rss_bytes": rss_bytes()},
             "database": {
                 "db_bytes": stats.db_bytes,
                 "wal_bytes": stats.wal_bytes,

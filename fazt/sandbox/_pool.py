@@ -94,6 +94,10 @@ class AppPool:
     lot: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
     waking: int = 0         # requests woken from the lot that have not run yet
     code_lock: trio.Lock = field(default_factory=trio.Lock)
+    waiting: dict[object, float] = field(default_factory=dict)   # a queued request -> since
+
+    def longest_wait_s(self, now: float) -> float:
+        return max((now - since for since in self.waiting.values()), default=0.0)
 
     def wake(self, *, everyone: bool = False) -> None:
         """Wake the longest-parked request (``everyone``: all of them, to look again)."""
@@ -222,32 +226,40 @@ class Sandbox:
         # is about to take).
         queued = bool(pool.lot) or pool.waking > 0
         deadline = budget.deadline - budget.policy.respond_reserve_s
-        while True:
-            if self._pools.get(pool.app) is not pool:
-                return None
-            if pool.load_error is not None:
-                if time.monotonic() - pool.load_failed_at < LOAD_RETRY_S:
-                    raise JsError(pool.load_error.message)
-                pool.load_error = None     # try again: the failure may have been load
-            worker = pool.pick(concurrency)
-            live = sum(1 for w in pool.workers if w.state is State.READY)
-            # One worker starts at a time: a waiter woken for another reason while one is
-            # on its way must not start a second for the same demand.
-            if pool.starting == 0 and live < settings.workers_per_app and \
-                    (worker is None or worker.in_flight > 0):
-                self._start_worker(pool, needed=worker is None)
-            if worker is not None and not queued:
-                if pool.lot and pool.free_slots(concurrency) - 1 > pool.waking:
-                    # Room for more than this one and the requests already woken (newcomers
-                    # queued behind them while they were about to run): the next in line.
-                    pool.wake()
-                return worker
-            queued = False
-            with trio.move_on_at(deadline):     # only a request that waits needs a scope
-                await pool.lot.park()
-                pool.waking -= 1    # woken (a cancelled park was never counted as woken)
-                continue
-            raise BudgetExceeded("no JS worker became free in time", phase=Phase.JS.value)
+        me: object | None = None
+        try:
+            while True:
+                if self._pools.get(pool.app) is not pool:
+                    return None
+                if pool.load_error is not None:
+                    if time.monotonic() - pool.load_failed_at < LOAD_RETRY_S:
+                        raise JsError(pool.load_error.message)
+                    pool.load_error = None     # try again: the failure may have been load
+                worker = pool.pick(concurrency)
+                live = sum(1 for w in pool.workers if w.state is State.READY)
+                # One worker starts at a time: a waiter woken for another reason while one is
+                # on its way must not start a second for the same demand.
+                if pool.starting == 0 and live < settings.workers_per_app and \
+                        (worker is None or worker.in_flight > 0):
+                    self._start_worker(pool, needed=worker is None)
+                if worker is not None and not queued:
+                    if pool.lot and pool.free_slots(concurrency) - 1 > pool.waking:
+                        # Room for more than this one and the requests already woken (newcomers
+                        # queued behind them while they were about to run): the next in line.
+                        pool.wake()
+                    return worker
+                queued = False
+                if me is None:          # queued: the runtime view shows how long
+                    me = object()
+                    pool.waiting[me] = time.monotonic()
+                with trio.move_on_at(deadline):     # only a request that waits needs a scope
+                    await pool.lot.park()
+                    pool.waking -= 1    # woken (a cancelled park was never counted as woken)
+                    continue
+                raise BudgetExceeded("no JS worker became free in time", phase=Phase.JS.value)
+        finally:
+            if me is not None:
+                del pool.waiting[me]
 
     def _release(self, pool: AppPool, worker: WorkerProcess) -> None:
         pool.last_used = time.monotonic()
@@ -458,10 +470,24 @@ class Sandbox:
             "counters": dict(self.counters.__dict__),
             "pools": {
                 app: {"deploy_id": pool.deploy_id, "in_flight": pool.in_flight,
-                      "starting": pool.starting,
+                      "starting": pool.starting, "queued": len(pool.waiting),
+                      "longest_wait_s": round(pool.longest_wait_s(now), 3),
                       "workers": [{"pid": w.pid, "state": w.state.value,
                                    "in_flight": w.in_flight, "served": w.served,
-                                   "age_s": round(now - w.spawned_at, 1)}
+                                   "age_s": round(now - w.spawned_at, 1),
+                                   "rss_bytes": _rss_of(w.pid)}
                                   for w in pool.workers]}
                 for app, pool in self._pools.items()},
         }
+
+
+def _rss_of(pid: int) -> int | None:
+    """A process's resident memory in bytes (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
