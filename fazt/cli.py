@@ -685,6 +685,71 @@ def _whom(app_name: str | None) -> str:
     return f"app {app_name}" if app_name else "every app"
 
 
+# -- fazt debug ----------------------------------------------------------------------------------
+
+
+@main.group()
+def debug() -> None:
+    """See inside a running server: its pools, requests, budgets, storage and egress."""
+
+
+@debug.command("runtime")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON as it is.")
+@_client_options
+def debug_runtime(as_json: bool, **kwargs: Any) -> None:
+    """Show the live state of the server (GET /api/_debug/runtime)."""
+    view = _call(kwargs, "GET", "/api/_debug/runtime")
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        return
+    p = view["process"]
+    console.print(f"fazt {p['version']}  pid {p['pid']}  up {p['uptime_s']:.0f} s  "
+                  f"RSS {_size(p['rss_bytes'])}  {p['open_fds']} fds  "
+                  f"{p['trio_tasks']} tasks", highlight=False)
+    sandbox = view["sandbox"]
+    counters = ", ".join(f"{k} {v}" for k, v in sandbox["counters"].items())
+    console.print(f"JS workers: {sandbox['reserved_mb']} of {sandbox['total_memory_mb']} MB "
+                  f"reserved, {sandbox['spares']} spare; {counters}", highlight=False)
+    workers = Table("app", "pid", "state", "in flight", "served", "age", "RSS",
+                    title="workers")
+    pools = Table("app", "deploy", "workers", "busy", "idle", "queued", "longest wait",
+                  title="pools")
+    for app_name, pool in sorted(sandbox["pools"].items()):
+        pools.add_row(Text(app_name), str(pool["deploy_id"]), str(len(pool["workers"])),
+                      str(pool["busy"]), str(pool["idle"]), str(pool["queued"]),
+                      f"{pool['longest_wait_s'] * 1000:.0f} ms")
+        for w in pool["workers"]:
+            workers.add_row(Text(app_name), str(w["pid"]), w["state"], str(w["in_flight"]),
+                            str(w["served"]), f"{w['age_s']:.0f} s",
+                            "-" if w["rss_bytes"] is None else _size(w["rss_bytes"]))
+    console.print(pools, workers)
+    requests = Table("app", "method", "path", "request id", "age", "budget left",
+                     title=f"requests in flight ({view['requests']['served']} served)")
+    for r in view["requests"]["in_flight"]:
+        requests.add_row(Text(r["app"]), r["method"], Text(_printable(r["path"])),
+                         Text(r["request_id"]), f"{r['age_ms']:.0f} ms",
+                         f"{r['budget_left_ms']:.0f} ms")
+    budget = Table("phase", "operations", "p50 per request", "p99", "ran out",
+                   title="budget")
+    for phase, b in view["budget"].items():
+        budget.add_row(phase, str(b["count"]), f"{b['p50_ms']:.1f} ms", f"{b['p99_ms']:.1f} ms",
+                       str(b["exceeded"]))
+    console.print(requests, budget)
+    s = view["storage"]
+    console.print(f"storage: {_size(s['db_bytes'])} + WAL {_size(s['wal_bytes'])}; writer "
+                  f"queue {s['writer_queue_depth']}, {s['writes_committed']} writes in "
+                  f"{s['batches_committed']} batches (largest {s['max_batch_size']}), commit "
+                  f"p50 {s['commit_latency_p50_ms']:.1f} ms p99 "
+                  f"{s['commit_latency_p99_ms']:.1f} ms; readers {s['readers_busy']}/"
+                  f"{s['readers']} busy, queue {s['reader_queue_depth']}", highlight=False)
+    e = view["egress"]
+    if e is not None:
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(e["recent_errors"].items())) or "none"
+        console.print(f"egress: {e['in_flight']} in flight, {e['dns_lookups_in_flight']} DNS "
+                      f"lookups; errors in the last {e['recent_calls']} calls: {errors}",
+                      highlight=False)
+
+
 # -- fazt sql ------------------------------------------------------------------------------------
 
 

@@ -183,7 +183,11 @@ class Sandbox:
                 async with pool.code_lock:
                     if pool.code is None:
                         pool.code = await load_code()
-            worker = await self._acquire(pool, budget)
+            try:
+                worker = await self._acquire(pool, budget)
+            except BudgetExceeded:      # no worker in time: a timeout all the same
+                self.counters.timeouts += 1
+                raise
             if worker is not None:
                 break       # else the pool was replaced or evicted while we waited: again
         try:
