@@ -567,8 +567,8 @@ def net_allow(entry: str, app_name: str | None, rate: float | None, burst: int |
 @_client_options
 def net_remove(entry: str, app_name: str | None, **kwargs: Any) -> None:
     """Remove a rule (ENTRY as it was allowed)."""
-    query = f"?{urlencode({'app': app_name})}" if app_name else ""
-    removed = _call(kwargs, "DELETE", f"/api/net/rules/{quote(entry, safe='')}{query}")
+    removed = _call(kwargs, "DELETE",
+                    f"/api/net/rules/{quote(entry, safe='')}{_app_query(app_name)}")
     console.print(f"removed the rule for {removed['removed']['domain']} ({_whom(app_name)})",
                   highlight=False)
 
@@ -676,9 +676,12 @@ def secret_list(**kwargs: Any) -> None:
 @_client_options
 def secret_remove(name: str, app_name: str | None, **kwargs: Any) -> None:
     """Remove a secret."""
-    query = f"?{urlencode({'app': app_name})}" if app_name else ""
-    _call(kwargs, "DELETE", f"/api/net/secrets/{quote(name, safe='')}{query}")
+    _call(kwargs, "DELETE", f"/api/net/secrets/{quote(name, safe='')}{_app_query(app_name)}")
     console.print(f"removed {name} ({_whom(app_name)})", highlight=False)
+
+
+def _app_query(app_name: str | None) -> str:
+    return f"?{urlencode({'app': app_name})}" if app_name else ""
 
 
 def _whom(app_name: str | None) -> str:

@@ -202,13 +202,18 @@ def _env(key: str, value: Any) -> EnvRequest:
         raise _invalid(key, "must be a list of setting names, e.g. [\"PUBLIC_URL\"]", value)
     if len(value) > MAX_ENV_NAMES:
         raise InvalidManifest(f"manifest.json: \"{key}\" lists more than {MAX_ENV_NAMES} names")
-    for i, name in enumerate(value):
+    return EnvRequest(names=_names(key, value))
+
+
+def _names(key: str, names: list[Any]) -> tuple[str, ...]:
+    """A list of env-style names (env settings, secrets): each well formed, none twice."""
+    for i, name in enumerate(names):
         if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
             raise _invalid(f"{key}[{i}]", "must be a name of A-Z, 0-9 and _ (not starting "
                            "with a digit, at most 64 characters)", name)
-    if len(set(value)) != len(value):
+    if len(set(names)) != len(names):
         raise InvalidManifest(f"manifest.json: \"{key}\" lists a name twice")
-    return EnvRequest(names=tuple(value))
+    return tuple(names)
 
 
 def _net(key: str, value: Any) -> NetRequest:
@@ -236,18 +241,13 @@ def _net(key: str, value: Any) -> NetRequest:
     if not isinstance(secrets, list) or len(secrets) > MAX_SECRETS:
         raise _invalid(f"{key}.secrets", f"must be a list of at most {MAX_SECRETS} secret "
                        "names, e.g. [\"GITHUB_TOKEN\"]", secrets)
-    for i, name in enumerate(secrets):
-        if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
-            raise _invalid(f"{key}.secrets[{i}]", "must be a name of A-Z, 0-9 and _ (not "
-                           "starting with a digit, at most 64 characters)", name)
-    if len(set(secrets)) != len(secrets):
-        raise InvalidManifest(f"manifest.json: \"{key}.secrets\" lists a name twice")
+    names = _names(f"{key}.secrets", secrets)
     timeout = value.get("timeoutMs")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)
                                 or not 1 <= timeout <= MAX_NET_TIMEOUT_MS):
         raise _invalid(f"{key}.timeoutMs", f"must be an integer from 1 to {MAX_NET_TIMEOUT_MS}",
                        timeout)
-    return NetRequest(allow=tuple(allow), secrets=tuple(secrets), timeout_ms=timeout)
+    return NetRequest(allow=tuple(allow), secrets=names, timeout_ms=timeout)
 
 
 _PARSERS: dict[str, Callable[[str, Any], CapabilityRequest]] = {

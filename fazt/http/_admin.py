@@ -22,7 +22,14 @@ from fazt.auth import TokenStore
 from fazt.capabilities import Capabilities
 from fazt.capabilities.net import NetProvider
 from fazt.config import Config
-from fazt.errors import FaztError, InvalidJson, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from fazt.errors import (
+    BadRequest,
+    FaztError,
+    InvalidJson,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from fazt.hosting import Hosting
 from fazt.http._api import ApiGateway
 from fazt.http._responses import error_body
@@ -158,6 +165,14 @@ def create_admin_app(ctx: AdminContext) -> QuartTrio:
     if ctx.net is not None:
         routes_net.register(app, ctx)
     return app
+
+
+def known_fields(body: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``body`` when it has no field but ``keys``; else a 400 naming the first stranger."""
+    unknown = sorted(set(body) - set(keys))
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r} (known: {', '.join(keys)})")
+    return body
 
 
 def uptime_s(ctx: AdminContext) -> float:

@@ -9,7 +9,7 @@ from quart_trio import QuartTrio
 
 from fazt.errors import BadRequest
 from fazt.hosting import validate_app_name
-from fazt.http._admin import AdminContext, json_response, read_json
+from fazt.http._admin import AdminContext, json_response, known_fields, read_json
 from fazt.http.routes_apps import DEFAULT_LOG_LINES, MAX_ID, MAX_LOG_LINES, int_arg, wait_arg
 
 RULE_KEYS = ("domain", "app", "rate_per_s", "burst", "cache_ttl_s")
@@ -28,7 +28,7 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
 
     @app.post("/api/net/rules")
     async def net_allow() -> Response:
-        body = _known(await read_json(ctx.config.max_api_body_bytes), RULE_KEYS)
+        body = known_fields(await read_json(ctx.config.max_api_body_bytes), RULE_KEYS)
         rule = await policy.allow(body.get("domain"), app=_app(body.get("app")),
                                   rate_per_s=body.get("rate_per_s"), burst=body.get("burst"),
                                   cache_ttl_s=body.get("cache_ttl_s"))
@@ -46,7 +46,7 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
 
     @app.put("/api/net/secrets/<name>")
     async def net_set_secret(name: str) -> Response:
-        body = _known(await read_json(ctx.config.max_api_body_bytes), SECRET_KEYS)
+        body = known_fields(await read_json(ctx.config.max_api_body_bytes), SECRET_KEYS)
         inject = body.get("as", "bearer")
         if not isinstance(inject, str):
             raise BadRequest("\"as\" must be bearer, header:NAME or query:NAME")
@@ -87,13 +87,6 @@ def _app(value: Any) -> str | None:
     if not isinstance(value, str):
         raise BadRequest("\"app\" must be an app name")
     return validate_app_name(value)
-
-
-def _known(body: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    unknown = sorted(set(body) - set(keys))
-    if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r} (known: {', '.join(keys)})")
-    return body
 
 
 __all__ = ["register"]

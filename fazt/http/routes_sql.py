@@ -10,7 +10,7 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from fazt.errors import BadRequest
-from fazt.http._admin import AdminContext, json_response, read_json
+from fazt.http._admin import AdminContext, json_response, known_fields, read_json
 from fazt.storage import run_statement
 
 log = logging.getLogger("fazt.http.admin")
@@ -27,10 +27,7 @@ def register(app: QuartTrio, ctx: AdminContext) -> None:
 
     @app.post("/api/sql")
     async def sql() -> Response:
-        body = await read_json(ctx.config.max_api_body_bytes)
-        unknown = sorted(set(body) - set(KEYS))
-        if unknown:
-            raise BadRequest(f"unknown field {unknown[0]!r} (known: {', '.join(KEYS)})")
+        body = known_fields(await read_json(ctx.config.max_api_body_bytes), KEYS)
         query = body.get("query")
         if not isinstance(query, str) or not query.strip() or len(query) > MAX_QUERY_CHARS:
             raise BadRequest(f"\"query\" must be one SQL statement of at most "

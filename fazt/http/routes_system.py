@@ -10,6 +10,7 @@ from quart_trio import QuartTrio
 
 from fazt import __version__
 from fazt.http._admin import AdminContext, json_response, uptime_s
+from fazt.sandbox import process_rss
 
 ENDPOINTS = [
     "GET /api/health",
@@ -44,14 +45,9 @@ ENDPOINTS = [
 
 
 def rss_bytes() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """The server's resident memory (its peak, where /proc is missing)."""
+    rss = process_rss("self")
+    return rss if rss is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def register(app: QuartTrio, ctx: AdminContext) -> None:

@@ -479,14 +479,14 @@ class Sandbox:
                       "workers": [{"pid": w.pid, "state": w.state.value,
                                    "in_flight": w.in_flight, "served": w.served,
                                    "age_s": round(now - w.spawned_at, 1),
-                                   "rss_bytes": _rss_of(w.pid)}
+                                   "rss_bytes": process_rss(w.pid)}
                                   for w in pool.workers]}
                 for app, pool in self._pools.items()},
         }
 
 
-def _rss_of(pid: int) -> int | None:
-    """A process's resident memory in bytes (None once it is gone)."""
+def process_rss(pid: int | str) -> int | None:
+    """A process's resident memory in bytes ("self" for this one; None once it is gone)."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
